@@ -1,0 +1,49 @@
+# SharedKD: `make demo` and `make test` install what is missing first (see README.md).
+#
+# Where things are installed: the active virtualenv or conda env if there is one, otherwise a
+# project-local .venv (created with --system-site-packages, so that a torch/detectron2 already
+# installed system-wide is used as it is). Override with `make PYTHON=/path/to/python ...`.
+
+ifdef PYTHON
+PY := $(PYTHON)
+else ifdef VIRTUAL_ENV
+PY := $(VIRTUAL_ENV)/bin/python
+else ifdef CONDA_PREFIX
+PY := $(CONDA_PREFIX)/bin/python
+else
+PY := .venv/bin/python
+endif
+
+# One stamp per interpreter: `make install` does the work once, later runs return at once.
+STAMP := .cache/installed$(subst /,_,$(abspath $(PY)))
+DEPS := setup.py pyproject.toml tools/bootstrap.py $(wildcard requirements/*.txt)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): $(DEPS)
+	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then \
+		echo "[make] creating .venv"; python3 -m venv --system-site-packages .venv; fi
+	$(PY) tools/bootstrap.py --dev
+	@mkdir -p .cache && touch $@
+
+demo: install
+	$(PY) datasets/prepare_shapes.py
+	$(PY) train_net.py --config-file configs/shapes/faster_rcnn_R18_FPN_tiny.yaml \
+		OUTPUT_DIR output/demo/faster_rcnn_R18_FPN_tiny
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .cache output datasets/shapes

@@ -1,0 +1,10 @@
+"""Datasets shipped with SharedKD (registered with detectron2 at ``import shared_kd``)."""
+
+from .shapes import (
+    SHAPES_CLASSES,
+    build_shapes_dataset,
+    ensure_shapes_dataset,
+    register_all_shapes,
+)
+
+__all__ = ["SHAPES_CLASSES", "build_shapes_dataset", "ensure_shapes_dataset", "register_all_shapes"]
