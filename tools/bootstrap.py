@@ -288,7 +288,9 @@ def main():
             log(f"torch/torchvision already work ({out}): keeping them")
         else:
             log("installing the pinned torch/torchvision pair (several GB the first time)")
-            pip("-r", os.path.join(req, "torch.txt"))
+            # torch asks for a recent setuptools; keep it below 81 in the same resolve, since
+            # detectron2.model_zoo imports pkg_resources.
+            pip("-r", os.path.join(req, "torch.txt"), "setuptools<81")
             ok, out = torch_pair_works()
             if not ok:
                 sys.exit(f"[bootstrap] torch/torchvision do not work after install:\n{out}")
