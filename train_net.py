@@ -23,19 +23,32 @@ from detectron2.engine import (
     DefaultTrainer,
     default_argument_parser,
     default_setup,
+    hooks,
     launch,
 )
 from detectron2.evaluation import COCOEvaluator, verify_results
+from detectron2.utils.logger import setup_logger
 
 import shared_kd  # noqa: F401  (registers the shapes datasets)
 from shared_kd.config import add_sharedkd_config
+from shared_kd.engine import ExportStudentHook
+from shared_kd.modeling import DistillationDetector
 from shared_kd.utils.env import detectron2_has_compiled_ops
 
 logger = logging.getLogger("shared_kd")
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with COCO evaluation of every test set."""
+    """DefaultTrainer with COCO evaluation and, for distillation runs, the student's export."""
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        model = self.checkpointer.model  # the checkpointer holds the model without DDP
+        if isinstance(model, DistillationDetector):
+            # Before the final evaluation: the export must not depend on it succeeding.
+            at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+            ret.insert(at, ExportStudentHook(self.cfg, model))
+        return ret
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -55,6 +68,8 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     cfg.freeze()
     default_setup(cfg, args)
+    # Log shared_kd's messages (teacher loading, export) like detectron2's own.
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="shared_kd")
     return cfg
 
 

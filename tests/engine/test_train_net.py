@@ -2,27 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from ..conftest import REPO_ROOT
+from ..conftest import REPO_ROOT, run_script
 
 CONFIG = os.path.join(REPO_ROOT, "configs", "shapes", "faster_rcnn_R18_FPN_tiny.yaml")
 FAST = ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "5"]
 
 
 def train_net(*args):
-    res = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "train_net.py"), *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout + res.stderr
+    return run_script("train_net.py", *args, timeout=600)
 
 
 def metrics(out_dir):
@@ -34,9 +24,16 @@ def metrics(out_dir):
 def trained(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("train_net"))
     log = train_net(
-        "--config-file", CONFIG, "SOLVER.MAX_ITER", "20", "SOLVER.CHECKPOINT_PERIOD", "10",
-        "OUTPUT_DIR", out, *FAST,
-    )  # fmt: skip
+        "--config-file",
+        CONFIG,
+        "SOLVER.MAX_ITER",
+        "20",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "10",
+        "OUTPUT_DIR",
+        out,
+        *FAST,
+    )
     return out, log
 
 
@@ -58,9 +55,14 @@ def test_eval_only_loads_weights_and_reports_ap(trained):
     out, _ = trained
     eval_dir = os.path.join(out, "eval")
     log = train_net(
-        "--config-file", CONFIG, "--eval-only",
-        "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"), "OUTPUT_DIR", eval_dir,
-    )  # fmt: skip
+        "--config-file",
+        CONFIG,
+        "--eval-only",
+        "MODEL.WEIGHTS",
+        os.path.join(out, "model_final.pth"),
+        "OUTPUT_DIR",
+        eval_dir,
+    )
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in log
     results = os.path.join(eval_dir, "inference", "shapes_val", "coco_instances_results.json")
     assert os.path.isfile(results)
@@ -69,8 +71,18 @@ def test_eval_only_loads_weights_and_reports_ap(trained):
 def test_resume_continues_from_last_checkpoint(trained):
     out, _ = trained
     log = train_net(
-        "--config-file", CONFIG, "--resume", "SOLVER.MAX_ITER", "25",
-        "SOLVER.CHECKPOINT_PERIOD", "10", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", out, *FAST,
-    )  # fmt: skip
+        "--config-file",
+        CONFIG,
+        "--resume",
+        "SOLVER.MAX_ITER",
+        "25",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "10",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "OUTPUT_DIR",
+        out,
+        *FAST,
+    )
     assert "Starting training from iteration 20" in log
     assert [r for r in metrics(out) if "total_loss" in r][-1]["iteration"] == 24

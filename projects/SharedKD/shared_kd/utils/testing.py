@@ -14,7 +14,7 @@ from ..config import add_sharedkd_config
 
 __all__ = ["TINY_FAMILIES", "get_tiny_cfg", "random_batch"]
 
-TINY_FAMILIES = ("faster_rcnn", "mask_rcnn", "retinanet")
+TINY_FAMILIES = ("faster_rcnn", "mask_rcnn", "retinanet", "fcos")
 
 
 def _tiny_backbone(cfg, fpn_channels, in_features):
@@ -76,16 +76,25 @@ def get_tiny_cfg(family="faster_rcnn", num_classes=3, fpn_channels=32):
         cfg.MODEL.ROI_MASK_HEAD.NORM = "GN"
     else:  # dense detectors on p3-p7
         _tiny_backbone(cfg, fpn_channels, ["res3", "res4", "res5"])
-        cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-        cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
         cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128], [256]]
-        cfg.MODEL.RETINANET.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
-        cfg.MODEL.RETINANET.NUM_CLASSES = num_classes
-        cfg.MODEL.RETINANET.NUM_CONVS = 1
-        # v0.6 RetinaNetHead cannot build GN (it probes get_norm(norm, 1)); a 1-conv head
-        # trains from scratch without it.
-        cfg.MODEL.RETINANET.NORM = ""
-        cfg.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 100
+        levels = ["p3", "p4", "p5", "p6", "p7"]
+        if family == "retinanet":
+            cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
+            cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
+            cfg.MODEL.RETINANET.IN_FEATURES = levels
+            cfg.MODEL.RETINANET.NUM_CLASSES = num_classes
+            cfg.MODEL.RETINANET.NUM_CONVS = 1
+            # v0.6 RetinaNetHead cannot build GN (it probes get_norm(norm, 1)); a 1-conv head
+            # trains from scratch without it.
+            cfg.MODEL.RETINANET.NORM = ""
+            cfg.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 100
+        else:
+            cfg.MODEL.META_ARCHITECTURE = "FCOS"  # shared_kd.modeling.fcos's yaml builder
+            cfg.MODEL.BACKBONE.NAME = "build_fcos_resnet_fpn_backbone"
+            cfg.MODEL.FCOS.IN_FEATURES = levels
+            cfg.MODEL.FCOS.NUM_CLASSES = num_classes
+            cfg.MODEL.FCOS.NUM_CONVS = 1
+            cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 100
     return cfg
 
 

@@ -1,0 +1,88 @@
+"""
+Export the student of a distillation run as a plain detectron2 model: a checkpoint and a config
+that ``DefaultPredictor`` or detectron2's ``tools/train_net.py`` load without ``shared_kd``.
+"""
+
+import os
+import tempfile
+from typing import Dict
+
+import torch
+
+from .modeling.teacher import DISTILL_META_ARCH, STUDENT_PREFIX
+
+__all__ = ["export_student", "student_config", "student_state_dict"]
+
+
+def student_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The ``student.*`` entries of a DistillationDetector state dict, without the prefix."""
+    student = {
+        k[len(STUDENT_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(STUDENT_PREFIX)
+    }
+    if not student:
+        raise ValueError(
+            "No 'student.*' weights found: this is not a SharedKD distillation checkpoint "
+            "(a plain detectron2 checkpoint needs no export)."
+        )
+    return student
+
+
+def student_config(cfg):
+    """
+    The student's config as a plain detectron2 config: the student's meta-architecture, and
+    none of SharedKD's keys (so vanilla ``get_cfg().merge_from_file`` reads it). A yaml FCOS
+    student keeps ``MODEL.FCOS``: building it needs ``import shared_kd``.
+    """
+    out = cfg.clone()
+    out.defrost()
+    if out.MODEL.META_ARCHITECTURE == DISTILL_META_ARCH:
+        out.MODEL.META_ARCHITECTURE = out.MODEL.DISTILL.STUDENT_META_ARCHITECTURE
+    out.MODEL.pop("DISTILL", None)
+    if out.MODEL.META_ARCHITECTURE != "FCOS":
+        out.MODEL.pop("FCOS", None)
+    return out
+
+
+def _atomic_write(path, write):
+    """Write through a temporary file in the same folder, then rename: never a partial file."""
+    # (torch.save rejects names that start with a dot)
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(path), prefix="tmp-", suffix=os.path.basename(path)
+    )
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def export_student(cfg, state_dict: Dict[str, torch.Tensor], output_dir: str) -> str:
+    """
+    Write ``model_final.pth`` ({"model": student weights}) and ``config.yaml`` to ``output_dir``.
+
+    Args:
+        cfg: the distillation config the weights were trained with.
+        state_dict: a DistillationDetector state dict (``student.*``, ``losses.*``).
+        output_dir: e.g. ``OUTPUT_DIR/student``.
+
+    Returns:
+        str: the path of the exported checkpoint.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    weights = {k: v.detach().cpu() for k, v in student_state_dict(state_dict).items()}
+    model_path = os.path.abspath(os.path.join(output_dir, "model_final.pth"))
+    _atomic_write(model_path, lambda p: torch.save({"model": weights}, p))
+    config = student_config(cfg)
+    config.MODEL.WEIGHTS = model_path
+    # Evaluating the export must not write into (and overwrite results of) the training run.
+    config.OUTPUT_DIR = os.path.abspath(output_dir)
+
+    def write_config(p):
+        with open(p, "w") as f:
+            f.write(config.dump())
+
+    _atomic_write(os.path.join(output_dir, "config.yaml"), write_config)
+    return model_path

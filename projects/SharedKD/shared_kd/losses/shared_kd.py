@@ -1,0 +1,191 @@
+"""
+Shared-KD (Electronics 2024, 13(8):1595), as ``../shared/docs/METHODS.md`` reads it.
+
+``L = ALPHA * (L_ident + L_cross)`` where
+
+- ``L_ident = mean_l || A(S_l) - A(T'_l) ||^2``: identical-layer distillation teacher -> student,
+  with ``T'`` the Teacher Share Module's fusion of adjacent teacher levels;
+- ``L_cross = mean_(i,j) || A(S_j, like=S_i) - sg(A(S_i, like=S_j)) ||^2``: cross-layer
+  distillation inside the student, level ``i`` guiding level ``j``.
+
+``A`` is :func:`~shared_kd.modeling.alignment.align_pair` (pooling + channel cropping); every
+``||.||^2`` is a mean over elements, then averaged over levels or pairs.
+"""
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from detectron2.config import configurable
+
+from ..modeling.alignment import align_pair, crop_channels
+from .build import DISTILL_LOSS_REGISTRY
+
+__all__ = ["SharedKDLoss", "TeacherShareModule", "cross_layer_pairs"]
+
+
+class TeacherShareModule(nn.Module):
+    """
+    Fuses each teacher level with the next coarser one (the paper's TSM).
+
+    For level ``l`` (all but the coarsest): ``up = upsample(T_{l+1}, size of T_l)``,
+    ``a = sigmoid(conv([T_l, up]))`` with 2 output maps, ``T'_l = T_l * a0 + up * a1``.
+    The coarsest level passes through. Only the fusion convs are trained (by the identical-layer
+    loss, through the target); the teacher's features arrive without gradient.
+    """
+
+    def __init__(self, channels: Sequence[int], upsample: str = "nearest", kernel_size: int = 3):
+        """
+        Args:
+            channels: teacher channels per level, fine to coarse.
+            upsample: "nearest" or "bilinear".
+            kernel_size: 1 or 3, the fusion conv's kernel.
+        """
+        super().__init__()
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"TSM_UPSAMPLE must be 'nearest' or 'bilinear', got {upsample!r}")
+        if kernel_size not in (1, 3):
+            raise ValueError(f"TSM_KERNEL_SIZE must be 1 or 3, got {kernel_size}")
+        self.upsample = upsample
+        # Two adjacent levels of different widths are fused on their common (cropped) channels.
+        self.fused_channels = [min(a, b) for a, b in zip(channels[:-1], channels[1:])]
+        self.fuse = nn.ModuleList(
+            nn.Conv2d(2 * c, 2, kernel_size, padding=kernel_size // 2) for c in self.fused_channels
+        )
+        for conv in self.fuse:
+            # Zero init: both gates start at sigmoid(0) = 0.5, an even mix of the two levels.
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
+        """
+        Args:
+            features: teacher maps fine to coarse, level ``l`` of shape N x C_l x H_l x W_l.
+
+        Returns:
+            list[Tensor]: ``T'_l``, N x min(C_l, C_{l+1}) x H_l x W_l; the last one is ``T_L``.
+        """
+        fused = []
+        for conv, c, fine, coarse in zip(self.fuse, self.fused_channels, features, features[1:]):
+            fine = crop_channels(fine, c)
+            kwargs = {} if self.upsample == "nearest" else {"align_corners": False}
+            up = F.interpolate(
+                crop_channels(coarse, c), size=fine.shape[-2:], mode=self.upsample, **kwargs
+            )
+            gates = torch.sigmoid(conv(torch.cat([fine, up], dim=1)))  # N x 2 x H x W
+            fused.append(fine * gates[:, :1] + up * gates[:, 1:])
+        return fused + [features[-1]]
+
+
+def cross_layer_pairs(num_levels: int, mode: str) -> List[Tuple[int, int]]:
+    """
+    Ordered (guide i, guided j) level pairs of the cross-layer loss.
+
+    Args:
+        num_levels: number of levels L.
+        mode: "adjacent" for (i, i+1) and (i+1, i); "all" for every i != j.
+    """
+    if mode == "adjacent":
+        return [p for i in range(num_levels - 1) for p in ((i, i + 1), (i + 1, i))]
+    if mode == "all":
+        return [(i, j) for i in range(num_levels) for j in range(num_levels) if i != j]
+    raise ValueError(f"SHARED_KD.CROSS_PAIRS must be 'adjacent' or 'all', got {mode!r}")
+
+
+@DISTILL_LOSS_REGISTRY.register()
+class SharedKDLoss(nn.Module):
+    """
+    Shared-KD's feature losses; logs ``loss_sharedkd_ident`` and ``loss_sharedkd_cross``
+    (each already multiplied by ALPHA).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_features: List[str],
+        teacher_channels: List[int],
+        alpha: float = 2.0,
+        teacher_share: bool = True,
+        identical: bool = True,
+        cross: bool = True,
+        cross_pairs: str = "adjacent",
+        tsm_upsample: str = "nearest",
+        tsm_kernel_size: int = 3,
+    ):
+        """
+        Args:
+            in_features: level names, fine to coarse.
+            teacher_channels: the teacher's channels for each of ``in_features``.
+            alpha: weight of both terms (the paper's alpha), >= 0.
+            teacher_share: fuse adjacent teacher levels with a TSM before L_ident.
+            identical: compute L_ident (teacher -> student, same level).
+            cross: compute L_cross (student level -> student level).
+            cross_pairs: "adjacent" or "all" (see :func:`cross_layer_pairs`).
+            tsm_upsample, tsm_kernel_size: see :class:`TeacherShareModule`.
+        """
+        super().__init__()
+        if len(teacher_channels) != len(in_features):
+            raise ValueError(
+                f"teacher_channels has {len(teacher_channels)} entries for "
+                f"{len(in_features)} in_features {list(in_features)}"
+            )
+        if alpha < 0:
+            raise ValueError(f"MODEL.DISTILL.SHARED_KD.ALPHA must be >= 0, got {alpha}")
+        self.in_features = list(in_features)
+        self.alpha = float(alpha)
+        self.identical = identical
+        self.cross = cross
+        self.pairs = cross_layer_pairs(len(self.in_features), cross_pairs)
+        # The TSM only shapes the identical-layer target: without L_ident it would be unused
+        # (and DDP rejects parameters that get no gradient).
+        self.tsm = (
+            TeacherShareModule(teacher_channels, tsm_upsample, tsm_kernel_size)
+            if teacher_share and identical and len(self.in_features) > 1
+            else None
+        )
+
+    @classmethod
+    def from_config(cls, cfg, student_shapes, teacher_shapes):
+        c = cfg.MODEL.DISTILL.SHARED_KD
+        in_features = list(student_shapes)
+        return {
+            "in_features": in_features,
+            "teacher_channels": [teacher_shapes[f].channels for f in in_features],
+            "alpha": c.ALPHA,
+            "teacher_share": c.TEACHER_SHARE,
+            "identical": c.IDENTICAL,
+            "cross": c.CROSS,
+            "cross_pairs": c.CROSS_PAIRS,
+            "tsm_upsample": c.TSM_UPSAMPLE,
+            "tsm_kernel_size": c.TSM_KERNEL_SIZE,
+        }
+
+    def identical_loss(self, student: List[torch.Tensor], teacher: List[torch.Tensor]):
+        """``mean_l || A(S_l) - A(T'_l) ||^2`` on lists of maps, fine to coarse."""
+        targets = self.tsm(teacher) if self.tsm is not None else teacher
+        terms = [F.mse_loss(*align_pair(s, t)) for s, t in zip(student, targets)]
+        return torch.stack(terms).mean()
+
+    def cross_loss(self, student: List[torch.Tensor]):
+        """``mean_(i,j) || A(S_j, like=S_i) - sg(A(S_i, like=S_j)) ||^2``."""
+        if not self.pairs:  # a single level: keep the graph alive for DDP
+            return student[0].sum() * 0.0
+        terms = []
+        for i, j in self.pairs:
+            guided, guide = align_pair(student[j], student[i])
+            terms.append(F.mse_loss(guided, guide.detach()))
+        return torch.stack(terms).mean()
+
+    def forward(
+        self, student: Dict[str, torch.Tensor], teacher: Dict[str, torch.Tensor]
+    ) -> Dict[str, torch.Tensor]:
+        s = [student[f] for f in self.in_features]
+        losses = {}
+        if self.identical:
+            t = [teacher[f] for f in self.in_features]
+            losses["loss_sharedkd_ident"] = self.alpha * self.identical_loss(s, t)
+        if self.cross:
+            losses["loss_sharedkd_cross"] = self.alpha * self.cross_loss(s)
+        return losses

@@ -1,0 +1,144 @@
+"""Build a frozen teacher detector from its own config file and weights, loaded strictly."""
+
+import logging
+import os
+
+import torch.nn as nn
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+from ..config import add_sharedkd_config
+
+__all__ = ["StrictCheckpointer", "TeacherLoadError", "build_teacher", "load_guide_config"]
+
+logger = logging.getLogger(__name__)
+
+DISTILL_META_ARCH = "DistillationDetector"
+STUDENT_PREFIX = "student."
+MODEL_ZOO_PREFIX = "model_zoo:"
+
+
+class TeacherLoadError(RuntimeError):
+    """A teacher's weights do not match its architecture."""
+
+
+class StrictCheckpointer(DetectionCheckpointer):
+    """
+    A DetectionCheckpointer for frozen guides: every parameter must be loaded, nothing may be
+    left over, and every shape must match. A SharedKD distillation checkpoint (keys under
+    ``student.``) loads as its student.
+    """
+
+    def __init__(self, model, config_file="", **kwargs):
+        """
+        Args:
+            model: the guide detector.
+            config_file: the config it was built from, named in errors.
+            kwargs: as for ``DetectionCheckpointer``.
+        """
+        super().__init__(model, **kwargs)
+        self.config_file = config_file
+        self._path = None
+
+    def load(self, path, *args, **kwargs):
+        if "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Teacher weights {path!r} not found. Set MODEL.DISTILL.TEACHER.WEIGHTS to the "
+                "checkpoint of the trained teacher (e.g. output/.../model_final.pth)."
+            )
+        self._path = path
+        return super().load(path, *args, **kwargs)
+
+    def _load_model(self, checkpoint):
+        state = checkpoint["model"]
+        if any(k.startswith(STUDENT_PREFIX) for k in state):
+            checkpoint["model"] = {
+                k[len(STUDENT_PREFIX) :]: v
+                for k, v in state.items()
+                if k.startswith(STUDENT_PREFIX)
+            }
+        incompatible = super()._load_model(checkpoint)
+        problems = []
+        if incompatible.missing_keys:
+            problems.append(f"missing keys: {_abbrev(incompatible.missing_keys)}")
+        if incompatible.unexpected_keys:
+            problems.append(f"unexpected keys: {_abbrev(incompatible.unexpected_keys)}")
+        if incompatible.incorrect_shapes:
+            shapes = [
+                f"{k} {tuple(a)} vs model {tuple(b)}" for k, a, b in incompatible.incorrect_shapes
+            ]
+            problems.append(f"shape mismatches: {_abbrev(shapes)}")
+        if problems:
+            raise TeacherLoadError(
+                f"The weights {self._path!r} do not fit the architecture of "
+                f"{self.config_file!r}: " + "; ".join(problems) + ". Check that "
+                "MODEL.DISTILL.TEACHER.WEIGHTS was trained with MODEL.DISTILL.TEACHER.CONFIG_FILE "
+                "(and .OPTS)."
+            )
+        return incompatible
+
+
+def _abbrev(keys, n=5):
+    keys = list(keys)
+    return ", ".join(keys[:n]) + (f" (and {len(keys) - n} more)" if len(keys) > n else "")
+
+
+def load_guide_config(config_file, opts=(), device="cpu"):
+    """
+    The config of a teacher (or teaching assistant), as a plain detectron2 config.
+
+    A SharedKD distillation config is accepted too (a TA trained as a student): its student is
+    the model. Relative paths are read from the current directory, like ``--config-file``.
+
+    Args:
+        config_file (str): the guide's yaml config; ``model_zoo:<name>`` names a config of
+            detectron2's model zoo, e.g. ``model_zoo:COCO-Detection/retinanet_R_101_FPN_3x.yaml``.
+        opts (list[str]): KEY VALUE overrides.
+        device (str): where the guide runs (the student's ``MODEL.DEVICE``).
+    """
+    if not config_file:
+        raise ValueError(
+            "MODEL.DISTILL.TEACHER.CONFIG_FILE is empty: set it to the teacher's detectron2 config "
+            "file (the yaml it was trained with)."
+        )
+    if config_file.startswith(MODEL_ZOO_PREFIX):  # a config shipped with detectron2
+        from detectron2 import model_zoo
+
+        config_file = model_zoo.get_config_file(config_file[len(MODEL_ZOO_PREFIX) :])
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(
+            f"Teacher config {config_file!r} not found (MODEL.DISTILL.TEACHER.CONFIG_FILE); "
+            "relative paths are read from the current directory."
+        )
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if cfg.MODEL.META_ARCHITECTURE == DISTILL_META_ARCH:
+        cfg.MODEL.META_ARCHITECTURE = cfg.MODEL.DISTILL.STUDENT_META_ARCHITECTURE
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.WEIGHTS = ""
+    cfg.freeze()
+    return cfg
+
+
+def build_teacher(config_file, weights, opts=(), device="cpu") -> nn.Module:
+    """
+    Build a guide detector with ``build_model`` and load its weights strictly.
+
+    The returned model is frozen (``requires_grad=False``) and in eval mode; the caller keeps it
+    out of its own module tree so that it stays out of optimizers, DDP and checkpoints.
+    """
+    if not weights:
+        raise ValueError(
+            "MODEL.DISTILL.TEACHER.WEIGHTS is empty: set it to the trained teacher's checkpoint."
+        )
+    cfg = load_guide_config(config_file, opts, device)
+    model = build_model(cfg)
+    # checkpointables=[]: a training checkpoint's optimizer and scheduler are not the guide's.
+    StrictCheckpointer(model, config_file).load(weights, checkpointables=[])
+    model.requires_grad_(False)
+    model.eval()
+    logger.info(f"Loaded frozen guide {cfg.MODEL.META_ARCHITECTURE} from {weights}")
+    return model

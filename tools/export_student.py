@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""
+Export the student of any SharedKD distillation checkpoint as a plain detectron2 model.
+
+    python tools/export_student.py --config-file <distillation config> \\
+        --checkpoint <run>/model_0004999.pth --output-dir <run>/student_4999 [KEY VALUE ...]
+
+Writes ``model_final.pth`` (the student's weights alone) and ``config.yaml`` (the student's
+plain detectron2 config), which ``DefaultPredictor`` and detectron2's ``tools/train_net.py
+--eval-only`` load without ``shared_kd``. Training runs do this by themselves at the end, into
+``OUTPUT_DIR/student``.
+"""
+
+import argparse
+import os
+
+import torch
+from detectron2.config import get_cfg
+
+from shared_kd.config import add_sharedkd_config
+from shared_kd.export import export_student
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
+    parser.add_argument("--config-file", required=True, help="the distillation config")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint of that run")
+    parser.add_argument("--output-dir", required=True, help="where to write the export")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args()
+
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if not os.path.isfile(args.checkpoint):
+        raise SystemExit(f"Checkpoint {args.checkpoint!r} not found")
+    # weights_only: the file holds tensors and plain containers; nothing needs unpickling.
+    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    path = export_student(cfg, checkpoint["model"], args.output_dir)
+    print(f"Exported the student to {path} and {os.path.dirname(path)}/config.yaml")
+
+
+if __name__ == "__main__":
+    main()
