@@ -19,7 +19,7 @@ STAMP := .cache/installed$(subst /,_,$(abspath $(PY)))
 DEPS := setup.py pyproject.toml tools/bootstrap.py $(wildcard requirements/*.txt)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean mkd-pipeline
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ demo: install
 	$(PY) datasets/prepare_shapes.py
 	$(PY) train_net.py --config-file configs/shapes/faster_rcnn_R18_FPN_tiny.yaml \
 		OUTPUT_DIR output/demo/faster_rcnn_R18_FPN_tiny
+
+# The M-KD pipeline on the embedded dataset: teacher -> TA -> auto-encoder -> students, AP table.
+mkd-pipeline: install
+	$(PY) tools/mkd_pipeline.py --family faster_rcnn
 
 lint: install
 	$(PY) -m ruff check .

@@ -15,9 +15,15 @@ from shared_kd.losses import (
     build_distill_losses,
     cross_layer_pairs,
 )
+from shared_kd.modeling.outputs import DetectorOutputs
 
 IDENT = "loss_sharedkd_ident"
 CROSS = "loss_sharedkd_cross"
+
+
+def _run(loss, student, teacher):
+    """Call ``loss`` on feature dicts, each wrapped in a fresh DetectorOutputs (empty cache)."""
+    return loss(DetectorOutputs(student), DetectorOutputs(teacher))
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +81,7 @@ def test_identical_loss_constant_maps_by_hand():
     t2 = torch.stack([torch.full((4, 4), v) for v in (1.0, 2.0, 100.0, 100.0)])[None]
     t3 = torch.stack([torch.full((2, 2), v) for v in (3.0, 1.0, 50.0, 50.0)])[None]
     loss = _loss(teacher_channels=[4, 4], alpha=2.0, teacher_share=False, cross=False)
-    out = loss(s, {"p2": t2, "p3": t3})
+    out = _run(loss, s, {"p2": t2, "p3": t3})
     assert set(out) == {IDENT}
     assert_close(out[IDENT], torch.tensor(4.5))
 
@@ -84,7 +90,7 @@ def test_identical_loss_channel_cropping_random():
     s2, s3 = torch.randn(1, 2, 4, 4), torch.randn(1, 2, 2, 2)
     t2, t3 = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 2, 2)
     loss = _loss(teacher_channels=[4, 4], alpha=3.0, teacher_share=False, cross=False)
-    out = loss({"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
+    out = _run(loss, {"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
     expected = 3.0 * (_mse(s2, t2[:, :2]) + _mse(s3, t3[:, :2])) / 2
     assert_close(out[IDENT], expected)
 
@@ -100,14 +106,14 @@ def test_identical_loss_teacher_spatially_larger_is_pooled():
     # block means of arange(16).reshape(4, 4) and of 16 + the same
     s3 = torch.tensor([[[[2.5, 4.5], [10.5, 12.5]], [[18.5, 20.5], [26.5, 28.5]]]])
     loss = _loss(alpha=1.5, teacher_share=False, cross=False)
-    out = loss({"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
+    out = _run(loss, {"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
     assert_close(out[IDENT], torch.tensor(3.0))
 
     # random maps, with channel cropping too (teacher 3 channels, 2x the student's size)
     s2, s3 = torch.randn(2, 2, 4, 4), torch.randn(2, 2, 2, 2)
     t2, t3 = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 4, 4)
     loss = _loss(teacher_channels=[3, 3], alpha=2.0, teacher_share=False, cross=False)
-    out = loss({"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
+    out = _run(loss, {"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
     expected = 2.0 * (_mse(s2, _pool2(t2[:, :2])) + _mse(s3, _pool2(t3[:, :2]))) / 2
     assert_close(out[IDENT], expected)
 
@@ -153,7 +159,7 @@ def test_identical_loss_with_teacher_share_by_hand():
     t2, t3 = torch.randn(1, 2, 4, 4), torch.randn(1, 2, 2, 2)
     loss = _loss(alpha=2.0, teacher_share=True, cross=False)
     assert isinstance(loss.tsm, TeacherShareModule)
-    out = loss({"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
+    out = _run(loss, {"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
     t2_fused = 0.5 * t2 + 0.5 * _up2(t3)
     expected = 2.0 * (_mse(s2, t2_fused) + _mse(s3, t3)) / 2
     assert_close(out[IDENT], expected)
@@ -161,7 +167,7 @@ def test_identical_loss_with_teacher_share_by_hand():
     # constant maps: T_p2 = 2, T_p3 = 4 -> T'_p2 = 3; S = 0 -> mean(9, 16) * alpha 2 = 25
     zeros = {"p2": torch.zeros(1, 2, 4, 4), "p3": torch.zeros(1, 2, 2, 2)}
     teacher = {"p2": torch.full((1, 2, 4, 4), 2.0), "p3": torch.full((1, 2, 2, 2), 4.0)}
-    assert_close(loss(zeros, teacher)[IDENT], torch.tensor(25.0))
+    assert_close(_run(loss, zeros, teacher)[IDENT], torch.tensor(25.0))
 
 
 def test_identical_loss_trains_tsm_not_teacher():
@@ -170,7 +176,7 @@ def test_identical_loss_trains_tsm_not_teacher():
     t2, t3 = torch.randn(1, 2, 4, 4), torch.randn(1, 2, 2, 2)
     t2_before, t3_before = t2.clone(), t3.clone()
     loss = _loss(alpha=2.0, cross=False)
-    loss({"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})[IDENT].backward()
+    _run(loss, {"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})[IDENT].backward()
     params = list(loss.tsm.parameters())
     assert len(params) == 2  # one conv: weight, bias
     for p in params:
@@ -191,13 +197,13 @@ def test_cross_loss_two_levels_by_hand():
     s2 = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
     s3 = torch.tensor([[[[2.5, 4.5], [10.5, 14.5]]]])  # pooled S_p2 is [[2.5, 4.5], [10.5, 12.5]]
     loss = _loss(teacher_channels=[1, 1], alpha=2.0, identical=False)
-    out = loss({"p2": s2, "p3": s3}, {})
+    out = _run(loss, {"p2": s2, "p3": s3}, {})
     assert set(out) == {CROSS}
     # mse = (0 + 0 + 0 + 2^2) / 4 = 1; mean over 2 pairs = 1; alpha 2 -> 2
     assert_close(out[CROSS], torch.tensor(2.0))
 
     s2, s3 = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)
-    out = loss({"p2": s2, "p3": s3}, {})
+    out = _run(loss, {"p2": s2, "p3": s3}, {})
     assert_close(out[CROSS], 2.0 * (_mse(s3, _pool2(s2)) + _mse(_pool2(s2), s3)) / 2)
 
 
@@ -209,19 +215,19 @@ def test_cross_loss_three_levels_by_hand():
     # (1,2): S_p4 vs pool(S_p3); (2,1) the same maps.
     a = _mse(s3, _pool2(s2))
     b = _mse(s4, _pool2(s3))
-    assert_close(loss(s, {})[CROSS], 0.5 * (a + a + b + b) / 4)
+    assert_close(_run(loss, s, {})[CROSS], 0.5 * (a + a + b + b) / 4)
 
     # "all" adds (0,2) and (2,0): S_p4 vs 4x4 block means of S_p2
     loss_all = _loss(levels=("p2", "p3", "p4"), alpha=0.5, identical=False, cross_pairs="all")
     c = _mse(s4, _pool2(_pool2(s2)))
-    assert_close(loss_all(s, {})[CROSS], 0.5 * (2 * a + 2 * b + 2 * c) / 6)
+    assert_close(_run(loss_all, s, {})[CROSS], 0.5 * (2 * a + 2 * b + 2 * c) / 6)
 
 
 def test_cross_loss_channel_cropping():
     # student levels of different widths are compared on the first min(C) channels
     s2, s3 = torch.randn(1, 3, 4, 4), torch.randn(1, 2, 2, 2)
     loss = _loss(alpha=1.0, identical=False)
-    out = loss({"p2": s2, "p3": s3}, {})
+    out = _run(loss, {"p2": s2, "p3": s3}, {})
     assert_close(out[CROSS], _mse(s3, _pool2(s2[:, :2])))
 
 
@@ -233,7 +239,7 @@ def test_cross_loss_stop_gradient():
     s0 = torch.randn(1, 2, 4, 4, requires_grad=True)
     s1 = torch.randn(1, 2, 4, 4, requires_grad=True)
     loss = _loss(alpha=alpha, identical=False)
-    out = loss({"p2": s0, "p3": s1}, {})[CROSS]
+    out = _run(loss, {"p2": s0, "p3": s1}, {})[CROSS]
     out.backward()
     n = s0.numel()
     assert_close(s0.grad, alpha * (s0 - s1).detach() / n)
@@ -250,12 +256,12 @@ def test_cross_loss_stop_gradient():
 def test_switches_select_the_terms():
     s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
     t = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
-    assert set(_loss()(s, t)) == {IDENT, CROSS}
-    assert set(_loss(identical=False)(s, t)) == {CROSS}
-    assert set(_loss(cross=False)(s, t)) == {IDENT}
-    assert _loss(identical=False, cross=False)(s, t) == {}
+    assert set(_run(_loss(), s, t)) == {IDENT, CROSS}
+    assert set(_run(_loss(identical=False), s, t)) == {CROSS}
+    assert set(_run(_loss(cross=False), s, t)) == {IDENT}
+    assert _run(_loss(identical=False, cross=False), s, t) == {}
     # without L_ident the teacher is not needed at all
-    assert set(_loss(identical=False)(s, {})) == {CROSS}
+    assert set(_run(_loss(identical=False), s, {})) == {CROSS}
 
 
 def test_tsm_exists_only_when_used():
@@ -270,9 +276,9 @@ def test_tsm_exists_only_when_used():
 def test_alpha_scales_both_terms_linearly():
     s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
     t = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
-    out2 = _loss(alpha=2.0)(s, t)
-    out5 = _loss(alpha=5.0)(s, t)
-    out0 = _loss(alpha=0.0)(s, t)
+    out2 = _run(_loss(alpha=2.0), s, t)
+    out5 = _run(_loss(alpha=5.0), s, t)
+    out0 = _run(_loss(alpha=0.0), s, t)
     for key in (IDENT, CROSS):
         assert out2[key] > 0
         assert_close(out5[key], 2.5 * out2[key])
@@ -285,7 +291,7 @@ def test_single_level_cross_is_zero_and_keeps_graph():
     s = torch.randn(1, 2, 4, 4, requires_grad=True)
     t = torch.randn(1, 2, 4, 4)
     loss = _loss(levels=("p2",), alpha=2.0)
-    out = loss({"p2": s}, {"p2": t})
+    out = _run(loss, {"p2": s}, {"p2": t})
     assert_close(out[CROSS], torch.tensor(0.0), check_dtype=True)
     assert out[CROSS].requires_grad
     assert_close(out[IDENT], 2.0 * _mse(s, t))
@@ -306,16 +312,19 @@ def _cfg(losses=None):
 
 STUDENT_SHAPES = {"p2": ShapeSpec(channels=2, stride=4), "p3": ShapeSpec(channels=2, stride=8)}
 TEACHER_SHAPES = {"p2": ShapeSpec(channels=4, stride=4), "p3": ShapeSpec(channels=3, stride=8)}
+TA_SHAPES = {"p2": ShapeSpec(channels=2, stride=4), "p3": ShapeSpec(channels=2, stride=8)}
 
 
 def test_registry_and_build():
     assert DISTILL_LOSS_REGISTRY.get("SharedKDLoss") is SharedKDLoss
     cfg = _cfg()
     cfg.MODEL.DISTILL.SHARED_KD.ALPHA = 5.0
-    losses = build_distill_losses(cfg, STUDENT_SHAPES, TEACHER_SHAPES)
+    losses = build_distill_losses(cfg, STUDENT_SHAPES, [TEACHER_SHAPES])
     assert isinstance(losses, nn.ModuleDict)
     assert list(losses.keys()) == ["SharedKDLoss"]
-    loss = losses["SharedKDLoss"]
+    assert isinstance(losses["SharedKDLoss"], nn.ModuleList)
+    assert len(losses["SharedKDLoss"]) == 1  # one guide: the teacher
+    loss = losses["SharedKDLoss"][0]
     assert isinstance(loss, SharedKDLoss)
     assert loss.in_features == ["p2", "p3"]
     assert loss.alpha == 5.0
@@ -323,21 +332,81 @@ def test_registry_and_build():
     assert loss.tsm.fused_channels == [3]  # min(4, 3)
     s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
     t = {"p2": torch.randn(1, 4, 4, 4), "p3": torch.randn(1, 3, 2, 2)}
-    assert set(loss(s, t)) == {IDENT, CROSS}
+    assert set(_run(loss, s, t)) == {IDENT, CROSS}
 
     cfg.MODEL.DISTILL.SHARED_KD.TEACHER_SHARE = False
     cfg.MODEL.DISTILL.SHARED_KD.CROSS = False
-    loss = build_distill_losses(cfg, STUDENT_SHAPES, TEACHER_SHAPES)["SharedKDLoss"]
+    loss = build_distill_losses(cfg, STUDENT_SHAPES, [TEACHER_SHAPES])["SharedKDLoss"][0]
     assert loss.tsm is None
     expected = 5.0 * (_mse(s["p2"], t["p2"][:, :2]) + _mse(s["p3"], t["p3"][:, :2])) / 2
-    out = loss(s, t)
+    out = _run(loss, s, t)
     assert set(out) == {IDENT}
     assert_close(out[IDENT], expected)
 
 
+def test_build_one_instance_per_guide():
+    # teacher (4 and 3 channels) and one TA (2 channels): each gets its own TSM, of its widths
+    losses = build_distill_losses(_cfg(), STUDENT_SHAPES, [TEACHER_SHAPES, TA_SHAPES])
+    per_guide = losses["SharedKDLoss"]
+    assert isinstance(per_guide, nn.ModuleList) and len(per_guide) == 2
+    assert per_guide[0] is not per_guide[1]
+    assert per_guide[0].tsm.fused_channels == [3]
+    assert per_guide[1].tsm.fused_channels == [2]
+    # the guides' modules are passed through as `guide` (None when not given)
+    guides = [nn.Identity(), nn.Identity()]
+    losses = build_distill_losses(_cfg(), STUDENT_SHAPES, [TEACHER_SHAPES, TA_SHAPES], guides)
+    assert len(losses["SharedKDLoss"]) == 2
+
+
+def test_cross_term_computed_once_for_two_guides(monkeypatch):
+    calls = []
+    cross_loss = SharedKDLoss.cross_loss
+
+    def counting_cross_loss(self, student):
+        calls.append(self)
+        return cross_loss(self, student)
+
+    monkeypatch.setattr(SharedKDLoss, "cross_loss", counting_cross_loss)
+    cfg = _cfg()
+    cfg.MODEL.DISTILL.SHARED_KD.ALPHA = 2.0
+    teacher_loss, ta_loss = build_distill_losses(cfg, STUDENT_SHAPES, [TEACHER_SHAPES, TA_SHAPES])[
+        "SharedKDLoss"
+    ]
+    s2 = torch.randn(1, 2, 4, 4, requires_grad=True)
+    s3 = torch.randn(1, 2, 2, 2, requires_grad=True)
+    student = DetectorOutputs({"p2": s2, "p3": s3})
+    teacher = DetectorOutputs({"p2": torch.randn(1, 4, 4, 4), "p3": torch.randn(1, 3, 2, 2)})
+    ta = DetectorOutputs({"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)})
+
+    assert "sharedkd_cross" not in student.cache
+    out_teacher = teacher_loss(student, teacher)
+    assert "sharedkd_cross" in student.cache
+    cached = student.cache["sharedkd_cross"]
+    assert len(calls) == 1
+    # L_cross by hand: pairs (0, 1) and (1, 0) both compare S_p3 with pooled S_p2; alpha 2
+    by_hand = 2.0 * (_mse(s3, _pool2(s2)) + _mse(_pool2(s2), s3)) / 2
+    assert_close(out_teacher[CROSS], by_hand)
+
+    out_ta = ta_loss(student, ta)
+    assert len(calls) == 1  # the second guide's instance reused the first one's value
+    assert student.cache["sharedkd_cross"] is cached
+    assert_close(out_ta[CROSS], out_teacher[CROSS], rtol=0, atol=0)
+    # the identical-layer terms are per guide and differ
+    assert not torch.equal(out_ta[IDENT], out_teacher[IDENT])
+    # both guides' terms reach the student through the one cached graph
+    (out_teacher[CROSS] + out_ta[CROSS]).backward()
+    assert s2.grad is not None and s2.grad.abs().sum() > 0
+
+    # the next step (a new DetectorOutputs) computes it again
+    teacher_loss(DetectorOutputs({"p2": s2, "p3": s3}), teacher)
+    assert len(calls) == 2
+
+
 def test_build_rejects_unknown_and_duplicated_names():
     with pytest.raises(KeyError, match="NoSuchLoss"):
-        build_distill_losses(_cfg(["NoSuchLoss"]), STUDENT_SHAPES, TEACHER_SHAPES)
+        build_distill_losses(_cfg(["NoSuchLoss"]), STUDENT_SHAPES, [TEACHER_SHAPES])
     with pytest.raises(ValueError):
-        build_distill_losses(_cfg(["SharedKDLoss", "SharedKDLoss"]), STUDENT_SHAPES, TEACHER_SHAPES)
-    assert len(build_distill_losses(_cfg([]), STUDENT_SHAPES, TEACHER_SHAPES)) == 0
+        build_distill_losses(
+            _cfg(["SharedKDLoss", "SharedKDLoss"]), STUDENT_SHAPES, [TEACHER_SHAPES]
+        )
+    assert len(build_distill_losses(_cfg([]), STUDENT_SHAPES, [TEACHER_SHAPES])) == 0

@@ -75,7 +75,7 @@ def test_training_steps_leave_the_teacher_unchanged(distiller):
         optimizer.zero_grad()
         sum(losses.values()).backward()
         assert all(p.grad is None for p in distiller.teacher.parameters())
-        tsm = distiller.losses["SharedKDLoss"].tsm
+        tsm = distiller.losses["SharedKDLoss"][0].tsm
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tsm.parameters())
         optimizer.step()
     after = distiller.teacher.state_dict()
@@ -143,7 +143,7 @@ def test_a_distillation_checkpoint_serves_as_a_teacher(tmp_path, distiller):
         (
             lambda c: c.MODEL.DISTILL.TEACHER.update(WEIGHTS="/nonexistent/teacher.pth"),
             FileNotFoundError,
-            "Teacher weights '/nonexistent/teacher.pth' not found",
+            "Weights ./nonexistent/teacher.pth. not found",
         ),
         (
             lambda c: c.MODEL.DISTILL.TEACHER.update(CONFIG_FILE="/nonexistent/teacher.yaml"),

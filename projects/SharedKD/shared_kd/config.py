@@ -50,6 +50,56 @@ def add_sharedkd_config(cfg):
     # TSM fusion conv kernel size: 1 or 3.
     _C.MODEL.DISTILL.SHARED_KD.TSM_KERNEL_SIZE = 3
 
+    # Teaching assistants (M-KD / DGKD): intermediate-size guides, frozen like the teacher. Each
+    # guide (teacher and TAs) contributes every per-guide loss; terms are averaged over guides.
+    _C.MODEL.DISTILL.ASSISTANTS = CN()
+    # Config files of the TAs (plain detectron2 configs, exported students, or SharedKD configs).
+    _C.MODEL.DISTILL.ASSISTANTS.CONFIG_FILES = []
+    # Trained weights of the TAs, parallel to CONFIG_FILES; loaded strictly.
+    _C.MODEL.DISTILL.ASSISTANTS.WEIGHTS = []
+    # DGKD's stochastic drop: probability of dropping each guide in a step, [0, 1); one is kept.
+    _C.MODEL.DISTILL.ASSISTANTS.DROP_PROB = 0.0
+
+    # M-KD soft targets (Hinton KD): L_kd = T^2 * KL(p_T || p_S) on classification logits of the
+    # same boxes (R-CNN: softmax) or locations (RetinaNet/FCOS: per-class sigmoid).
+    _C.MODEL.DISTILL.KD = CN()
+    # Weight of L_kd, >= 0.
+    _C.MODEL.DISTILL.KD.WEIGHT = 1.0
+    # Temperature T at the first iteration (> 0); the paper anneals from 5.
+    _C.MODEL.DISTILL.KD.T_START = 5.0
+    # Temperature T at SOLVER.MAX_ITER (> 0); the paper anneals to 1. Equal to T_START: constant.
+    _C.MODEL.DISTILL.KD.T_END = 1.0
+    # Annealing schedule from T_START to T_END: "linear" or "cosine".
+    _C.MODEL.DISTILL.KD.SCHEDULE = "linear"
+
+    # M-KD attention transfer (Zagoruyko & Komodakis): L_at = mean_l ||AT(A(S_l)) - AT(A(T_l))||^2,
+    # AT(x) = normalize(flatten(mean_c |x|^p)); a mean over positions, hence the large weight.
+    _C.MODEL.DISTILL.AT = CN()
+    # Weight of L_at, >= 0 (the attention-transfer paper's beta).
+    _C.MODEL.DISTILL.AT.WEIGHT = 1000.0
+    # Exponent p of the attention map, > 0.
+    _C.MODEL.DISTILL.AT.P = 2.0
+
+    # M-KD FSP relation (Yim et al.): for consecutive levels, G = x^T y / (H W) over channels;
+    # L_fsp = mean_l ||G_S - G_T||^2.
+    _C.MODEL.DISTILL.FSP = CN()
+    # Weight of L_fsp, >= 0.
+    _C.MODEL.DISTILL.FSP.WEIGHT = 1.0
+
+    # M-KD inherit/explore (IE-KD): stage A trains per-level auto-encoders on the frozen
+    # teacher's features (META_ARCHITECTURE "TeacherAutoEncoder"); stage B splits the student's
+    # FPN channels into an inherit and an explore half and compares each, through encoders, with
+    # the teacher's latent code.
+    _C.MODEL.DISTILL.INHERIT_EXPLORE = CN()
+    # Channels of the latent code (stage A and B must agree), >= 1.
+    _C.MODEL.DISTILL.INHERIT_EXPLORE.LATENT = 32
+    # Stage B: the auto-encoder checkpoint written by stage A (its model_final.pth).
+    _C.MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS = ""
+    # Weight of L_inh = ||F(E_s(S_inh)) - F(E(T))||_1, >= 0.
+    _C.MODEL.DISTILL.INHERIT_EXPLORE.INHERIT_WEIGHT = 1.0
+    # Weight of L_exp = -||F(E_s(S_exp)) - F(E(T))||_1, >= 0.
+    _C.MODEL.DISTILL.INHERIT_EXPLORE.EXPLORE_WEIGHT = 1.0
+
     add_fcos_config(_C)
 
 

@@ -1,6 +1,6 @@
 """The registry of distillation losses and the function that builds the configured ones."""
 
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import torch.nn as nn
 from detectron2.layers import ShapeSpec
@@ -12,30 +12,45 @@ DISTILL_LOSS_REGISTRY = Registry("DISTILL_LOSS")
 DISTILL_LOSS_REGISTRY.__doc__ = """
 Registry for distillation losses (``MODEL.DISTILL.LOSSES`` names them).
 
-A registered class is an ``nn.Module`` built as ``cls(cfg, student_shapes, teacher_shapes)``
-(through ``@configurable``'s ``from_config``), where the shapes are
-``Dict[str, ShapeSpec]`` of the levels in ``MODEL.DISTILL.IN_FEATURES``, fine to coarse.
-It is called as
+A registered class is an ``nn.Module`` built as ``cls(cfg, student_shapes, guide_shapes,
+guide=guide)`` (through ``@configurable``'s ``from_config``), where the shapes are
+``Dict[str, ShapeSpec]`` of the levels in ``MODEL.DISTILL.IN_FEATURES``, fine to coarse, and
+``guide`` is the frozen guide model. It is called as
 
-    loss(student_features, teacher_features) -> Dict[str, Tensor]
+    loss(student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, Tensor]
 
-with ``Dict[str, Tensor]`` features (N x C x H x W per level, teacher ones without gradient) and
-returns scalar, already weighted ``loss_*`` terms that the trainer adds to the task loss.
+(see :class:`shared_kd.modeling.outputs.DetectorOutputs`: FPN features N x C x H x W per level,
+and classification logits when the class sets ``NEEDS_LOGITS = True``) and returns scalar,
+already weighted ``loss_*`` terms. Class attributes:
+
+- ``PER_GUIDE`` (default True): one instance per guide (teacher and teaching assistants), each
+  term averaged over the guides; False: a single instance, for the teacher only.
+- ``NEEDS_LOGITS`` (default False): the wrapper then records classification logits.
 """
 
 
 def build_distill_losses(
-    cfg, student_shapes: Dict[str, ShapeSpec], teacher_shapes: Dict[str, ShapeSpec]
+    cfg,
+    student_shapes: Dict[str, ShapeSpec],
+    guide_shapes: List[Dict[str, ShapeSpec]],
+    guides: Sequence[nn.Module] = (),
 ) -> nn.ModuleDict:
     """
     Build every loss named in ``cfg.MODEL.DISTILL.LOSSES``.
 
+    Args:
+        student_shapes: the student's distilled levels.
+        guide_shapes: the same levels of each guide, the teacher first.
+        guides: the guide models, in the same order (for losses that read them at build time).
+
     Returns:
-        nn.ModuleDict: loss name -> module, in the configured order.
+        nn.ModuleDict: loss name -> ``nn.ModuleList`` of one module per guide, or of one module
+        (the teacher's) for a loss with ``PER_GUIDE = False``.
     """
     names = list(cfg.MODEL.DISTILL.LOSSES)
     if len(set(names)) != len(names):
         raise ValueError(f"MODEL.DISTILL.LOSSES lists a loss twice: {names}")
+    guides = list(guides) or [None] * len(guide_shapes)
     losses = nn.ModuleDict()
     for name in names:
         if name not in DISTILL_LOSS_REGISTRY:
@@ -43,5 +58,9 @@ def build_distill_losses(
                 f"Unknown distillation loss {name!r} in MODEL.DISTILL.LOSSES; registered: "
                 f"{sorted(k for k, _ in DISTILL_LOSS_REGISTRY)}"
             )
-        losses[name] = DISTILL_LOSS_REGISTRY.get(name)(cfg, student_shapes, teacher_shapes)
+        cls = DISTILL_LOSS_REGISTRY.get(name)
+        count = len(guide_shapes) if getattr(cls, "PER_GUIDE", True) else 1
+        losses[name] = nn.ModuleList(
+            cls(cfg, student_shapes, guide_shapes[i], guide=guides[i]) for i in range(count)
+        )
     return losses

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 
 from ..modeling.alignment import align_pair, crop_channels
+from ..modeling.outputs import DetectorOutputs
 from .build import DISTILL_LOSS_REGISTRY
 
 __all__ = ["SharedKDLoss", "TeacherShareModule", "cross_layer_pairs"]
@@ -147,7 +148,7 @@ class SharedKDLoss(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, teacher_shapes):
+    def from_config(cls, cfg, student_shapes, teacher_shapes, guide=None):
         c = cfg.MODEL.DISTILL.SHARED_KD
         in_features = list(student_shapes)
         return {
@@ -179,13 +180,15 @@ class SharedKDLoss(nn.Module):
         return torch.stack(terms).mean()
 
     def forward(
-        self, student: Dict[str, torch.Tensor], teacher: Dict[str, torch.Tensor]
+        self, student: DetectorOutputs, teacher: DetectorOutputs
     ) -> Dict[str, torch.Tensor]:
-        s = [student[f] for f in self.in_features]
+        s = [student.features[f] for f in self.in_features]
         losses = {}
         if self.identical:
-            t = [teacher[f] for f in self.in_features]
+            t = [teacher.features[f] for f in self.in_features]
             losses["loss_sharedkd_ident"] = self.alpha * self.identical_loss(s, t)
         if self.cross:
-            losses["loss_sharedkd_cross"] = self.alpha * self.cross_loss(s)
+            # Inside the student only: the same for every guide, so computed once per step.
+            cross = student.cached("sharedkd_cross", lambda: self.cross_loss(s))
+            losses["loss_sharedkd_cross"] = self.alpha * cross
         return losses

@@ -1,15 +1,20 @@
-"""Models: the distillation meta-architecture, the teacher loader, and the yaml FCOS builder."""
+"""Models: the distillation meta-architecture, guides, the auto-encoder stage, yaml FCOS."""
 
 from . import fcos  # noqa: F401  (registers "FCOS" in META_ARCH_REGISTRY)
 from .alignment import align_pair
-from .distiller import DistillationDetector
+from .autoencoder import TeacherAutoEncoder
+from .distiller import DistillationDetector, sample_kept_guides
+from .outputs import DetectorOutputs
 from .teacher import StrictCheckpointer, TeacherLoadError, build_teacher, load_guide_config
 
 __all__ = [
     "align_pair",
+    "DetectorOutputs",
     "DistillationDetector",
     "StrictCheckpointer",
+    "TeacherAutoEncoder",
     "TeacherLoadError",
     "build_teacher",
     "load_guide_config",
+    "sample_kept_guides",
 ]

@@ -1,35 +1,53 @@
-"""The distillation meta-architecture: a student trained with a frozen teacher's guidance."""
+"""The distillation meta-architecture: a student trained with frozen guides' guidance."""
 
 import logging
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn as nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
+from detectron2.utils.events import get_event_storage
 
 from ..losses import build_distill_losses
+from .logits import build_logit_tap
+from .outputs import DetectorOutputs
 from .teacher import DISTILL_META_ARCH, STUDENT_PREFIX, build_teacher
 
-__all__ = ["DistillationDetector"]
+__all__ = ["DistillationDetector", "sample_kept_guides"]
 
 logger = logging.getLogger(__name__)
+
+
+def sample_kept_guides(num_guides: int, drop_prob: float, generator=None) -> List[int]:
+    """
+    DGKD's stochastic guidance: drop each guide with probability ``drop_prob``, but keep at
+    least one (a uniformly chosen one when all were dropped).
+
+    Returns:
+        list[int]: the indices of the guides kept this step, ascending.
+    """
+    keep = (torch.rand(num_guides, generator=generator) >= drop_prob).nonzero().flatten()
+    if len(keep) == 0:
+        keep = torch.randint(num_guides, (1,), generator=generator)
+    return keep.tolist()
 
 
 @META_ARCH_REGISTRY.register()
 class DistillationDetector(nn.Module):
     """
-    Wraps a student detector (any meta-architecture) and a frozen teacher.
+    Wraps a student detector (any meta-architecture) and frozen guides: the teacher, then any
+    teaching assistants.
 
-    Training: the teacher's ``preprocess_image`` + ``backbone`` run under ``torch.no_grad()``;
-    the student runs its own ``forward`` (its task losses) while a forward hook on its backbone
-    captures its features; the distillation losses compare the two. Evaluation: exactly the
-    student's ``forward``.
+    Training: each kept guide's ``preprocess_image`` + ``backbone`` (and, for logit losses, its
+    box or dense head) run under ``torch.no_grad()``; the student runs its own ``forward`` (its
+    task losses) while hooks on its backbone and heads record what the losses need. Evaluation:
+    exactly the student's ``forward``.
 
-    The teacher is deliberately not a registered submodule: it stays out of ``parameters()``
-    (so out of the optimizer and DDP), out of ``state_dict()`` (so out of checkpoints) and
-    unaffected by ``.train()``. The checkpoint holds ``student.*`` and ``losses.*`` (e.g. the
-    Teacher Share Module), and a plain detectron2 checkpoint of the student loads into it too.
+    Guides are deliberately not registered submodules: they stay out of ``parameters()`` (so out
+    of the optimizer and DDP), out of ``state_dict()`` (so out of checkpoints) and unaffected by
+    ``.train()``. The checkpoint holds ``student.*`` and ``losses.*`` (e.g. the Teacher Share
+    Module), and a plain detectron2 checkpoint of the student loads into it too.
     """
 
     @configurable
@@ -37,22 +55,38 @@ class DistillationDetector(nn.Module):
         self,
         *,
         student: nn.Module,
-        teacher: nn.Module,
+        guides: Sequence[nn.Module],
         in_features: List[str],
         losses: nn.ModuleDict,
+        drop_prob: float = 0.0,
     ):
         """
         Args:
             student: a detectron2 detector with a ``backbone`` returning ``Dict[str, Tensor]``.
-            teacher: a frozen detector with ``preprocess_image`` and ``backbone``.
+            guides: frozen detectors with ``preprocess_image`` and ``backbone``: the teacher
+                first, then the teaching assistants.
             in_features: the levels passed to the losses, fine to coarse.
-            losses: distillation losses (see ``DISTILL_LOSS_REGISTRY``).
+            losses: loss name -> ModuleList with one module per guide (or one for the teacher
+                only), see :func:`shared_kd.losses.build_distill_losses`.
+            drop_prob: DGKD's probability of dropping a guide in a step (one is always kept).
         """
         super().__init__()
+        if not guides:
+            raise ValueError("DistillationDetector needs at least one guide (the teacher)")
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(
+                f"MODEL.DISTILL.ASSISTANTS.DROP_PROB must be in [0, 1), got {drop_prob}"
+            )
         self.student = student
-        self._teacher = (teacher,)  # a tuple hides it from nn.Module's bookkeeping
+        self._guides = tuple(guides)  # a tuple hides them from nn.Module's bookkeeping
         self.in_features = list(in_features)
         self.losses = losses
+        self.drop_prob = drop_prob
+        needs_logits = any(getattr(m[0], "NEEDS_LOGITS", False) for m in losses.values())
+        self.logit_tap = build_logit_tap(student) if needs_logits else None
+        if self.logit_tap is not None:
+            for i, guide in enumerate(self._guides):
+                self.logit_tap.check_guide(guide, self._guide_name(i))
         self._student_features = None
         student.backbone.register_forward_hook(self._capture_student_features)
         self._register_load_state_dict_pre_hook(self._accept_plain_student_checkpoint)
@@ -66,36 +100,60 @@ class DistillationDetector(nn.Module):
         if d.STUDENT_META_ARCHITECTURE == DISTILL_META_ARCH:
             raise ValueError("MODEL.DISTILL.STUDENT_META_ARCHITECTURE cannot be itself")
         student = build_model(student_cfg)
-        teacher = build_teacher(
-            d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
-        )
+        ta = d.ASSISTANTS
+        if len(ta.CONFIG_FILES) != len(ta.WEIGHTS):
+            raise ValueError(
+                f"MODEL.DISTILL.ASSISTANTS.CONFIG_FILES ({len(ta.CONFIG_FILES)}) and .WEIGHTS "
+                f"({len(ta.WEIGHTS)}) must be parallel lists, one entry per teaching assistant"
+            )
+        guides = [
+            build_teacher(
+                d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
+            )
+        ]
+        for config_file, weights in zip(ta.CONFIG_FILES, ta.WEIGHTS):
+            guides.append(
+                build_teacher(config_file, weights, (), cfg.MODEL.DEVICE, role="assistant")
+            )
+
         student_shapes = student.backbone.output_shape()
-        teacher_shapes = teacher.backbone.output_shape()
         in_features = list(d.IN_FEATURES) or sorted(
             student_shapes, key=lambda f: student_shapes[f].stride
         )
-        for name, shapes in (("student", student_shapes), ("teacher", teacher_shapes)):
+        guide_shapes = [g.backbone.output_shape() for g in guides]
+        for i, shapes in enumerate([student_shapes] + guide_shapes):
             missing = [f for f in in_features if f not in shapes]
             if missing:
+                name = "student" if i == 0 else cls._guide_name(i - 1)
                 raise ValueError(
                     f"MODEL.DISTILL.IN_FEATURES names {missing}, which the {name}'s backbone does "
-                    f"not produce (it has {list(shapes)}). Use levels both backbones output."
+                    f"not produce (it has {list(shapes)}). Use levels every backbone outputs."
                 )
         losses = build_distill_losses(
             cfg,
             {f: student_shapes[f] for f in in_features},
-            {f: teacher_shapes[f] for f in in_features},
+            [{f: shapes[f] for f in in_features} for shapes in guide_shapes],
+            guides,
         )
         return {
             "student": student,
-            "teacher": teacher,
+            "guides": guides,
             "in_features": in_features,
             "losses": losses,
+            "drop_prob": ta.DROP_PROB,
         }
+
+    @staticmethod
+    def _guide_name(index):
+        return "teacher" if index == 0 else f"teaching assistant {index}"
 
     @property
     def teacher(self) -> nn.Module:
-        return self._teacher[0]
+        return self._guides[0]
+
+    @property
+    def guides(self):
+        return self._guides
 
     @property
     def device(self):
@@ -116,12 +174,23 @@ class DistillationDetector(nn.Module):
                     state_dict[prefix + STUDENT_PREFIX + k[len(prefix) :]] = state_dict.pop(k)
 
     @torch.no_grad()
-    def teacher_features(self, batched_inputs) -> Dict[str, torch.Tensor]:
-        """The teacher's backbone features (N x C x H x W per level in ``in_features``)."""
-        teacher = self.teacher
-        images = teacher.preprocess_image(batched_inputs)
-        features = teacher.backbone(images.tensor)
-        return {f: features[f] for f in self.in_features}
+    def guide_outputs(self, guide: nn.Module, batched_inputs) -> DetectorOutputs:
+        """A guide's backbone features (and logits on the student's locations, if needed)."""
+        images = guide.preprocess_image(batched_inputs)
+        features = guide.backbone(images.tensor)
+        out = DetectorOutputs({f: features[f] for f in self.in_features}, all_features=features)
+        if self.logit_tap is not None:
+            out.class_logits = self.logit_tap.guide_logits(guide, features)
+            out.logit_activation = self.logit_tap.activation
+        return out
+
+    def _student_outputs(self) -> DetectorOutputs:
+        captured, self._student_features = self._student_features, None
+        out = DetectorOutputs({f: captured[f] for f in self.in_features}, all_features=captured)
+        if self.logit_tap is not None:
+            out.class_logits = self.logit_tap.pop_student_logits()
+            out.logit_activation = self.logit_tap.activation
+        return out
 
     def forward(self, batched_inputs):
         """
@@ -134,14 +203,55 @@ class DistillationDetector(nn.Module):
         """
         if not self.training:
             return self.student(batched_inputs)
-        teacher_features = self.teacher_features(batched_inputs)
         losses = self.student(batched_inputs)
-        captured, self._student_features = self._student_features, None
-        student_features = {f: captured[f] for f in self.in_features}
-        for loss in self.losses.values():
-            terms = loss(student_features, teacher_features)
-            clash = set(terms) & set(losses)
-            if clash:
-                raise RuntimeError(f"Loss names {sorted(clash)} produced twice")
-            losses.update(terms)
+        student = self._student_outputs()
+        kept = (
+            sample_kept_guides(len(self._guides), self.drop_prob)
+            if self.drop_prob > 0
+            else list(range(len(self._guides)))
+        )
+        distill = self._distillation_losses(student, batched_inputs, kept)
+        if self.logit_tap is not None:
+            self.logit_tap.clear()
+        clash = set(distill) & set(losses)
+        if clash:
+            raise RuntimeError(f"Loss names {sorted(clash)} produced twice")
+        losses.update(distill)
         return losses
+
+    def _distillation_losses(self, student, batched_inputs, kept) -> Dict[str, torch.Tensor]:
+        """
+        Every loss term, averaged over the guides that provide it: per-guide losses over the
+        kept guides, teacher-only losses (one module) always, from the teacher.
+        """
+        per_guide = {n: m for n, m in self.losses.items() if len(m) == len(self._guides)}
+        teacher_only = {n: m for n, m in self.losses.items() if n not in per_guide}
+        run = sorted(set(kept) | ({0} if teacher_only else set()))
+        per_term: Dict[str, List[torch.Tensor]] = {}
+        for i in run:
+            guide = self.guide_outputs(self._guides[i], batched_inputs)
+            for name, modules in self.losses.items():
+                if (name in per_guide and i in kept) or (name in teacher_only and i == 0):
+                    for term, value in modules[i](student, guide).items():
+                        per_term.setdefault(term, []).append(value)
+        terms = {term: torch.stack(values).mean() for term, values in per_term.items()}
+        dropped = [i for i in range(len(self._guides)) if i not in kept]
+        unused = [
+            p
+            for m in per_guide.values()
+            for i in dropped
+            for p in m[i].parameters()
+            if p.requires_grad
+        ]
+        if unused and terms:
+            # A dropped guide's learned modules (e.g. its TSM) get no gradient this step; a
+            # zero-weighted use keeps them in the graph, as DDP requires.
+            first = next(iter(terms))
+            terms[first] = terms[first] + sum(p.sum() for p in unused) * 0.0
+        if len(self._guides) > 1:
+            storage = get_event_storage()
+            storage.put_scalar("distill/guides_kept", float(len(kept)), smoothing_hint=False)
+        return terms
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, guides={len(self._guides)}"

@@ -30,22 +30,24 @@ class StrictCheckpointer(DetectionCheckpointer):
     ``student.``) loads as its student.
     """
 
-    def __init__(self, model, config_file="", **kwargs):
+    def __init__(self, model, config_file="", key="MODEL.DISTILL.TEACHER.WEIGHTS", **kwargs):
         """
         Args:
             model: the guide detector.
             config_file: the config it was built from, named in errors.
+            key: the config node that names the weights, named in errors.
             kwargs: as for ``DetectionCheckpointer``.
         """
         super().__init__(model, **kwargs)
         self.config_file = config_file
+        self.key = key
         self._path = None
 
     def load(self, path, *args, **kwargs):
         if "://" not in path and not os.path.isfile(path):
             raise FileNotFoundError(
-                f"Teacher weights {path!r} not found. Set MODEL.DISTILL.TEACHER.WEIGHTS to the "
-                "checkpoint of the trained teacher (e.g. output/.../model_final.pth)."
+                f"Weights {path!r} not found. Set {self.key} to the checkpoint of the trained "
+                "model (e.g. output/.../model_final.pth)."
             )
         self._path = path
         return super().load(path, *args, **kwargs)
@@ -72,9 +74,8 @@ class StrictCheckpointer(DetectionCheckpointer):
         if problems:
             raise TeacherLoadError(
                 f"The weights {self._path!r} do not fit the architecture of "
-                f"{self.config_file!r}: " + "; ".join(problems) + ". Check that "
-                "MODEL.DISTILL.TEACHER.WEIGHTS was trained with MODEL.DISTILL.TEACHER.CONFIG_FILE "
-                "(and .OPTS)."
+                f"{self.config_file!r}: " + "; ".join(problems) + f". Check that {self.key} was "
+                "trained with the config file given beside it (and its OPTS)."
             )
         return incompatible
 
@@ -84,7 +85,14 @@ def _abbrev(keys, n=5):
     return ", ".join(keys[:n]) + (f" (and {len(keys) - n} more)" if len(keys) > n else "")
 
 
-def load_guide_config(config_file, opts=(), device="cpu"):
+# role -> (the config key naming its config file(s), the key naming its weights)
+_KEYS = {
+    "teacher": ("MODEL.DISTILL.TEACHER.CONFIG_FILE", "MODEL.DISTILL.TEACHER.WEIGHTS"),
+    "assistant": ("MODEL.DISTILL.ASSISTANTS.CONFIG_FILES", "MODEL.DISTILL.ASSISTANTS.WEIGHTS"),
+}
+
+
+def load_guide_config(config_file, opts=(), device="cpu", role="teacher"):
     """
     The config of a teacher (or teaching assistant), as a plain detectron2 config.
 
@@ -96,11 +104,13 @@ def load_guide_config(config_file, opts=(), device="cpu"):
             detectron2's model zoo, e.g. ``model_zoo:COCO-Detection/retinanet_R_101_FPN_3x.yaml``.
         opts (list[str]): KEY VALUE overrides.
         device (str): where the guide runs (the student's ``MODEL.DEVICE``).
+        role (str): "teacher" or "assistant", for error messages.
     """
+    key = _KEYS[role][0]
     if not config_file:
         raise ValueError(
-            "MODEL.DISTILL.TEACHER.CONFIG_FILE is empty: set it to the teacher's detectron2 config "
-            "file (the yaml it was trained with)."
+            f"{key} is empty: set it to the {role}'s detectron2 config file (the yaml it was "
+            "trained with)."
         )
     if config_file.startswith(MODEL_ZOO_PREFIX):  # a config shipped with detectron2
         from detectron2 import model_zoo
@@ -108,8 +118,8 @@ def load_guide_config(config_file, opts=(), device="cpu"):
         config_file = model_zoo.get_config_file(config_file[len(MODEL_ZOO_PREFIX) :])
     if not os.path.isfile(config_file):
         raise FileNotFoundError(
-            f"Teacher config {config_file!r} not found (MODEL.DISTILL.TEACHER.CONFIG_FILE); "
-            "relative paths are read from the current directory."
+            f"{role.capitalize()} config {config_file!r} not found ({key}); relative paths are "
+            "read from the current directory."
         )
     cfg = get_cfg()
     add_sharedkd_config(cfg)
@@ -123,21 +133,20 @@ def load_guide_config(config_file, opts=(), device="cpu"):
     return cfg
 
 
-def build_teacher(config_file, weights, opts=(), device="cpu") -> nn.Module:
+def build_teacher(config_file, weights, opts=(), device="cpu", role="teacher") -> nn.Module:
     """
     Build a guide detector with ``build_model`` and load its weights strictly.
 
     The returned model is frozen (``requires_grad=False``) and in eval mode; the caller keeps it
     out of its own module tree so that it stays out of optimizers, DDP and checkpoints.
     """
+    key = _KEYS[role][1]
     if not weights:
-        raise ValueError(
-            "MODEL.DISTILL.TEACHER.WEIGHTS is empty: set it to the trained teacher's checkpoint."
-        )
-    cfg = load_guide_config(config_file, opts, device)
+        raise ValueError(f"{key} is empty: set it to the trained {role}'s checkpoint.")
+    cfg = load_guide_config(config_file, opts, device, role)
     model = build_model(cfg)
     # checkpointables=[]: a training checkpoint's optimizer and scheduler are not the guide's.
-    StrictCheckpointer(model, config_file).load(weights, checkpointables=[])
+    StrictCheckpointer(model, config_file, key=key).load(weights, checkpointables=[])
     model.requires_grad_(False)
     model.eval()
     logger.info(f"Loaded frozen guide {cfg.MODEL.META_ARCHITECTURE} from {weights}")

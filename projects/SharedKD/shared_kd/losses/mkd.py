@@ -1,0 +1,225 @@
+"""
+M-KD's per-guide losses (SPIE 12506, 2022), as ``../shared/docs/METHODS.md`` reads them: soft
+targets with an annealed temperature, attention transfer and FSP relations. Teaching assistants
+are handled by the wrapper (each guide gets its own instance of these losses); inherit/explore
+lives in :mod:`shared_kd.losses.inherit_explore`.
+"""
+
+import math
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.utils.events import get_event_storage
+
+from ..modeling.alignment import align_pair, crop_channels, pool_to
+from ..modeling.outputs import DetectorOutputs
+from .build import DISTILL_LOSS_REGISTRY
+
+__all__ = [
+    "AttentionTransferLoss",
+    "FSPLoss",
+    "SoftTargetKDLoss",
+    "attention_map",
+    "fsp_matrix",
+    "soft_target_kd",
+    "temperature_at",
+]
+
+
+def _check_weight(name, value):
+    if value < 0:
+        raise ValueError(f"MODEL.DISTILL.{name} must be >= 0, got {value}")
+
+
+def temperature_at(iteration: int, max_iter: int, t_start: float, t_end: float, schedule: str):
+    """
+    The annealed temperature at ``iteration`` (0-based) of a ``max_iter``-iteration run:
+    ``t_start`` at the first iteration, ``t_end`` at the last (``max_iter - 1``) and after.
+    """
+    frac = min(max(iteration / max(max_iter - 1, 1), 0.0), 1.0)
+    if schedule == "linear":
+        return t_start + (t_end - t_start) * frac
+    if schedule == "cosine":
+        return t_end + (t_start - t_end) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    raise ValueError(f"MODEL.DISTILL.KD.SCHEDULE must be 'linear' or 'cosine', got {schedule!r}")
+
+
+def soft_target_kd(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, activation: str
+) -> torch.Tensor:
+    """
+    ``T^2 * KL(p_T || p_S)`` averaged over rows.
+
+    Args:
+        student_logits, teacher_logits: M x K logits of the same M boxes or locations.
+        temperature: T > 0.
+        activation: "softmax" (one distribution over K per row) or "sigmoid" (K independent
+            binary distributions per row, their KLs summed).
+
+    Returns:
+        Tensor: a scalar; 0 (still attached to the student's graph) when M is 0.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"Soft-target KD pairs the student's and the guide's logits one to one, but their "
+            f"shapes differ: {tuple(student_logits.shape)} vs {tuple(teacher_logits.shape)} "
+            "(dense heads need the same levels, strides and anchors per location)."
+        )
+    if student_logits.numel() == 0:
+        return student_logits.sum() * 0.0
+    s = student_logits.float() / temperature
+    t = teacher_logits.float() / temperature
+    if activation == "softmax":
+        kl = F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), reduction="none", log_target=True)
+    elif activation == "sigmoid":
+        p_t = torch.sigmoid(t)
+        kl = p_t * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - p_t) * (
+            F.logsigmoid(-t) - F.logsigmoid(-s)
+        )
+    else:
+        raise ValueError(f"Unknown logit activation {activation!r}")
+    return temperature**2 * kl.sum(1).mean()
+
+
+@DISTILL_LOSS_REGISTRY.register()
+class SoftTargetKDLoss(nn.Module):
+    """Hinton's soft targets on classification logits, temperature annealed; logs ``loss_kd``."""
+
+    NEEDS_LOGITS = True
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        weight: float = 1.0,
+        t_start: float = 5.0,
+        t_end: float = 1.0,
+        schedule: str = "linear",
+        max_iter: int = 1,
+    ):
+        """
+        Args:
+            weight: weight of the term, >= 0.
+            t_start, t_end: temperature at the first and at the last iteration, > 0.
+            schedule: "linear" or "cosine".
+            max_iter: length of the run (``SOLVER.MAX_ITER``).
+        """
+        super().__init__()
+        _check_weight("KD.WEIGHT", weight)
+        if t_start <= 0 or t_end <= 0:
+            raise ValueError(f"MODEL.DISTILL.KD.T_START/T_END must be > 0, got {t_start}, {t_end}")
+        temperature_at(0, max_iter, t_start, t_end, schedule)  # validates the schedule name
+        self.weight, self.t_start, self.t_end = weight, t_start, t_end
+        self.schedule, self.max_iter = schedule, max_iter
+
+    @classmethod
+    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
+        kd = cfg.MODEL.DISTILL.KD
+        return {
+            "weight": kd.WEIGHT,
+            "t_start": kd.T_START,
+            "t_end": kd.T_END,
+            "schedule": kd.SCHEDULE,
+            "max_iter": cfg.SOLVER.MAX_ITER,
+        }
+
+    def temperature(self) -> float:
+        """The temperature of the current iteration (from detectron2's EventStorage)."""
+        iteration = get_event_storage().iter
+        return temperature_at(iteration, self.max_iter, self.t_start, self.t_end, self.schedule)
+
+    def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
+        def log_temperature():
+            t = self.temperature()
+            get_event_storage().put_scalar("distill/temperature", t, smoothing_hint=False)
+            return t
+
+        t = student.cached("kd_temperature", log_temperature)  # logged once per step
+        kd = soft_target_kd(student.class_logits, guide.class_logits, t, student.logit_activation)
+        return {"loss_kd": self.weight * kd}
+
+
+def attention_map(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """``normalize(flatten(mean_c |x|^p))``: N x C x H x W -> N x (H W), unit L2 norm per row."""
+    return F.normalize(x.abs().pow(p).mean(1).flatten(1), dim=1)
+
+
+@DISTILL_LOSS_REGISTRY.register()
+class AttentionTransferLoss(nn.Module):
+    """``mean_l ||AT(A(S_l)) - AT(A(T_l))||^2`` (mean over positions); logs ``loss_at``."""
+
+    @configurable
+    def __init__(self, *, in_features: List[str], weight: float = 1000.0, p: float = 2.0):
+        super().__init__()
+        _check_weight("AT.WEIGHT", weight)
+        if p <= 0:
+            raise ValueError(f"MODEL.DISTILL.AT.P must be > 0, got {p}")
+        self.in_features, self.weight, self.p = list(in_features), weight, p
+
+    @classmethod
+    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
+        at = cfg.MODEL.DISTILL.AT
+        return {"in_features": list(student_shapes), "weight": at.WEIGHT, "p": at.P}
+
+    def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
+        terms = []
+        for f in self.in_features:
+            s, t = align_pair(student.features[f], guide.features[f])
+            terms.append(F.mse_loss(attention_map(s, self.p), attention_map(t, self.p)))
+        return {"loss_at": self.weight * torch.stack(terms).mean()}
+
+
+def fsp_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """
+    The FSP ("flow of solution procedure") matrix of two levels.
+
+    Args:
+        x: N x C1 x H1 x W1, the finer level (pooled to ``y``'s size).
+        y: N x C2 x H x W.
+
+    Returns:
+        Tensor: N x C1 x C2, ``x^T y / (H W)`` over positions.
+    """
+    x = pool_to(x, y.shape[-2:])
+    return torch.einsum("nchw,ndhw->ncd", x, y) / (y.shape[-2] * y.shape[-1])
+
+
+@DISTILL_LOSS_REGISTRY.register()
+class FSPLoss(nn.Module):
+    """``mean_l ||G(S_l, S_l+1) - G(T_l, T_l+1)||^2`` over consecutive levels; logs ``loss_fsp``."""
+
+    @configurable
+    def __init__(self, *, in_features: List[str], channels: List[int], weight: float = 1.0):
+        """
+        Args:
+            in_features: levels, fine to coarse (at least two).
+            channels: per level, ``min(student, guide)`` channels: both sides are cropped to it.
+            weight: weight of the term, >= 0.
+        """
+        super().__init__()
+        _check_weight("FSP.WEIGHT", weight)
+        if len(in_features) < 2:
+            raise ValueError(f"FSPLoss relates consecutive levels; got only {list(in_features)}")
+        self.in_features, self.channels, self.weight = list(in_features), list(channels), weight
+
+    @classmethod
+    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
+        return {
+            "in_features": list(student_shapes),
+            "channels": [
+                min(student_shapes[f].channels, guide_shapes[f].channels) for f in student_shapes
+            ],
+            "weight": cfg.MODEL.DISTILL.FSP.WEIGHT,
+        }
+
+    def _matrices(self, features):
+        maps = [crop_channels(features[f], c) for f, c in zip(self.in_features, self.channels)]
+        return [fsp_matrix(a, b) for a, b in zip(maps, maps[1:])]
+
+    def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
+        pairs = zip(self._matrices(student.features), self._matrices(guide.features))
+        terms = [F.mse_loss(s, t) for s, t in pairs]
+        return {"loss_fsp": self.weight * torch.stack(terms).mean()}

@@ -1,0 +1,120 @@
+"""
+M-KD's inherit/explore, stage A: per-level auto-encoders trained on a frozen teacher's features.
+
+``train_net.py`` trains it like any model (``MODEL.META_ARCHITECTURE: "TeacherAutoEncoder"``,
+with ``MODEL.DISTILL.TEACHER`` naming the teacher); its ``model_final.pth`` is the checkpoint
+that stage B reads (``MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS``). The checkpoint carries a
+fingerprint of the teacher's weights, so that stage B can refuse an auto-encoder of another
+teacher.
+"""
+
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import META_ARCH_REGISTRY
+
+from .teacher import build_teacher
+
+__all__ = ["LevelAutoEncoder", "TeacherAutoEncoder", "conv_encoder", "weights_fingerprint"]
+
+
+def conv_encoder(in_channels: int, latent: int) -> nn.Sequential:
+    """Two 3x3 convs mapping ``N x in_channels x H x W`` to ``N x latent x H x W``."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, latent, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(latent, latent, 3, padding=1),
+    )
+
+
+class LevelAutoEncoder(nn.Module):
+    """Encoder ``E`` (C -> latent) and decoder ``D`` (latent -> C) for one FPN level."""
+
+    def __init__(self, channels: int, latent: int):
+        super().__init__()
+        self.encoder = conv_encoder(channels, latent)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(latent, latent, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(latent, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``D(E(x))``, the same shape as ``x``."""
+        return self.decoder(self.encoder(x))
+
+
+def weights_fingerprint(model: nn.Module) -> torch.Tensor:
+    """A cheap identity of a model's weights: the float64 sum of every parameter (on CPU)."""
+    return torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
+
+
+@META_ARCH_REGISTRY.register()
+class TeacherAutoEncoder(nn.Module):
+    """
+    Trains ``L_ae = mean_l ||T_l - D(E(T_l))||^2`` on the frozen teacher's FPN levels.
+
+    Training returns ``{"loss_ae": ...}``; evaluation returns the same reconstruction error
+    (there is nothing to detect, so its configs set ``DATASETS.TEST`` to ``()``).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        teacher: nn.Module,
+        in_features: List[str],
+        shapes: Dict[str, ShapeSpec],
+        latent: int,
+    ):
+        super().__init__()
+        if latent < 1:
+            raise ValueError(f"MODEL.DISTILL.INHERIT_EXPLORE.LATENT must be >= 1, got {latent}")
+        self._teacher = (teacher,)  # frozen and kept out of parameters()/state_dict()
+        self.in_features = list(in_features)
+        self.autoencoders = nn.ModuleDict(
+            {f: LevelAutoEncoder(shapes[f].channels, latent) for f in self.in_features}
+        )
+        self.register_buffer("teacher_fingerprint", weights_fingerprint(teacher))
+
+    @classmethod
+    def from_config(cls, cfg):
+        d = cfg.MODEL.DISTILL
+        teacher = build_teacher(
+            d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
+        )
+        shapes = teacher.backbone.output_shape()
+        in_features = list(d.IN_FEATURES) or sorted(shapes, key=lambda f: shapes[f].stride)
+        missing = [f for f in in_features if f not in shapes]
+        if missing:
+            raise ValueError(
+                f"MODEL.DISTILL.IN_FEATURES names {missing}, which the teacher's backbone does not "
+                f"produce (it has {list(shapes)})."
+            )
+        return {
+            "teacher": teacher,
+            "in_features": in_features,
+            "shapes": shapes,
+            "latent": d.INHERIT_EXPLORE.LATENT,
+        }
+
+    @property
+    def teacher(self):
+        return self._teacher[0]
+
+    @property
+    def device(self):
+        return self.teacher_fingerprint.device
+
+    def forward(self, batched_inputs):
+        with torch.no_grad():
+            images = self.teacher.preprocess_image(batched_inputs)
+            features = self.teacher.backbone(images.tensor)
+        terms = [
+            F.mse_loss(self.autoencoders[f](features[f]), features[f]) for f in self.in_features
+        ]
+        return {"loss_ae": torch.stack(terms).mean()}

@@ -1,0 +1,125 @@
+"""
+Classification logits of the student and of a guide on the same locations ("logit taps").
+
+The student runs its own ``forward``; hooks on its heads record what it computed. A guide then
+runs its own head modules (public pieces, under ``torch.no_grad()``) on the same locations:
+
+- R-CNN: the student's sampled proposals go through the guide's ``box_pooler``, ``box_head`` and
+  ``box_predictor``, so both score the same boxes (softmax over K + 1 classes);
+- dense detectors (RetinaNet, FCOS): the guide's ``head`` on its own FPN levels gives
+  per-anchor/per-point logits that line up with the student's when both use the same levels,
+  strides and anchors (sigmoid over K classes).
+"""
+
+from typing import List
+
+import torch
+from detectron2.modeling import GeneralizedRCNN
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
+
+__all__ = ["DenseLogitTap", "RCNNLogitTap", "build_logit_tap"]
+
+
+class RCNNLogitTap:
+    """Logits of the box classifier on the student's sampled proposals."""
+
+    activation = "softmax"
+
+    def __init__(self, student: GeneralizedRCNN):
+        self.num_classes = student.roi_heads.num_classes
+        self._boxes = None
+        self._logits = None
+        heads = student.roi_heads
+        heads.box_pooler.register_forward_pre_hook(self._record_boxes)
+        heads.box_predictor.register_forward_hook(self._record_logits)
+
+    def _record_boxes(self, module, args):
+        if module.training:
+            self._boxes = args[1]  # list[Boxes]: the proposals the student's box head scores
+
+    def _record_logits(self, module, args, output):
+        if module.training:
+            self._logits = output[0]  # R x (K + 1)
+
+    def check_guide(self, guide, name):
+        if not isinstance(guide, GeneralizedRCNN):
+            raise ValueError(f"The {name} is a {type(guide).__name__}; R-CNN logit KD needs R-CNN")
+        if guide.roi_heads.num_classes != self.num_classes:
+            raise ValueError(
+                f"Logit distillation needs the same classes, but the student has "
+                f"{self.num_classes} classes and the {name} has {guide.roi_heads.num_classes} "
+                "(MODEL.ROI_HEADS.NUM_CLASSES). Remove the logit loss or use matching models."
+            )
+
+    def pop_student_logits(self) -> torch.Tensor:
+        logits, self._logits = self._logits, None
+        return logits
+
+    @torch.no_grad()
+    def guide_logits(self, guide, features) -> torch.Tensor:
+        heads = guide.roi_heads
+        x = heads.box_pooler([features[f] for f in heads.box_in_features], self._boxes)
+        return heads.box_predictor(heads.box_head(x))[0]
+
+    def clear(self):
+        self._boxes = self._logits = None
+
+
+class DenseLogitTap:
+    """Per-anchor (RetinaNet) or per-point (FCOS) logits of every level, flattened."""
+
+    activation = "sigmoid"
+
+    def __init__(self, student: DenseDetector):
+        self.num_classes = student.num_classes
+        self.in_features = list(student.head_in_features)
+        self._logits = None
+        student.head.register_forward_hook(self._record_logits)
+
+    def _record_logits(self, module, args, output):
+        if module.training:
+            self._logits = output[0]  # list over levels of N x (A * K) x H x W
+
+    def _flatten(self, per_level: List[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([permute_to_N_HWA_K(x, self.num_classes) for x in per_level], 1).flatten(
+            0, 1
+        )
+
+    def check_guide(self, guide, name):
+        if not isinstance(guide, DenseDetector):
+            raise ValueError(f"The {name} is a {type(guide).__name__}; dense logit KD needs one")
+        if guide.num_classes != self.num_classes:
+            raise ValueError(
+                f"Logit distillation needs the same classes, but the student has "
+                f"{self.num_classes} classes and the {name} has {guide.num_classes}. Remove the "
+                "logit loss or use matching models."
+            )
+        if list(guide.head_in_features) != self.in_features:
+            raise ValueError(
+                f"Dense logit distillation pairs locations level by level: the student's head "
+                f"reads {self.in_features}, the {name}'s {list(guide.head_in_features)}."
+            )
+
+    def pop_student_logits(self) -> torch.Tensor:
+        logits, self._logits = self._logits, None
+        return self._flatten(logits)
+
+    @torch.no_grad()
+    def guide_logits(self, guide, features) -> torch.Tensor:
+        per_level = guide.head([features[f] for f in guide.head_in_features])[0]
+        return self._flatten(per_level)
+
+    def clear(self):
+        self._logits = None
+
+
+def build_logit_tap(student):
+    """The tap for the student's family (R-CNN or dense)."""
+    if isinstance(student, GeneralizedRCNN):
+        return RCNNLogitTap(student)
+    if isinstance(student, DenseDetector):
+        return DenseLogitTap(student)
+    raise ValueError(
+        f"Logit distillation supports GeneralizedRCNN and dense detectors (RetinaNet, FCOS), "
+        f"not {type(student).__name__}"
+    )

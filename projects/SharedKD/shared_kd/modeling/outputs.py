@@ -1,0 +1,36 @@
+"""What a detector exposes to the distillation losses in one training step."""
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+__all__ = ["DetectorOutputs"]
+
+
+@dataclass
+class DetectorOutputs:
+    """
+    One detector's (the student's or a guide's) signals for one batch.
+
+    Attributes:
+        features: FPN maps of the distilled levels, ``N x C x H x W`` each, fine to coarse.
+        all_features: every backbone output (heads of guides read levels beyond the distilled).
+        class_logits: ``M x K`` classification logits at ``M`` locations shared by the student
+            and the guide (R-CNN: the student's sampled proposals, K = classes + 1; dense heads:
+            every anchor/point of every level, K = classes), or None when no loss asks for them.
+        logit_activation: "softmax" (R-CNN) or "sigmoid" (RetinaNet, FCOS).
+        cache: per-step memo for terms that several guides would otherwise compute again.
+    """
+
+    features: Dict[str, torch.Tensor]
+    all_features: Optional[Dict[str, torch.Tensor]] = None
+    class_logits: Optional[torch.Tensor] = None
+    logit_activation: str = "softmax"
+    cache: Dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, key: str, compute: Callable[[], Any]):
+        """``compute()`` once per step; later calls with the same key return the first result."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
