@@ -280,3 +280,41 @@ def test_export_loads_in_vanilla_detectron2_with_the_same_predictions(tmp_path, 
         ours = distiller([{"image": bgr, "height": 64, "width": 64}])[0]["instances"]
     torch.testing.assert_close(ours.pred_boxes.tensor, theirs["boxes"])
     torch.testing.assert_close(ours.scores, theirs["scores"])
+
+
+def test_plain_checkpoint_with_other_shapes_skips_them(tmp_path, distiller):
+    """As detectron2 does for a plain model: mismatched shapes (e.g. NUM_CLASSES) are skipped."""
+    other = build_model(get_tiny_cfg("faster_rcnn", num_classes=5, fpn_channels=32))
+    path = tmp_path / "five_classes.pth"
+    torch.save({"model": other.state_dict()}, path)
+    before = distiller.student.roi_heads.box_predictor.cls_score.weight.clone()
+    DetectionCheckpointer(distiller).load(str(path))
+    assert torch.equal(distiller.student.roi_heads.box_predictor.cls_score.weight, before)
+    key = "backbone.bottom_up.stem.conv1.weight"
+    assert torch.equal(distiller.student.state_dict()[key], other.state_dict()[key])
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda d: d.update(LOSSES=[]), "LOSSES is empty"),
+        (lambda d: d.update(IN_FEATURES=["p3", "p2"]), "fine to coarse"),
+        (lambda d: d.update(IN_FEATURES=["p2", "p2"]), "distinct levels"),
+    ],
+)
+def test_bad_loss_and_level_lists_fail_clearly(tmp_path, change, match):
+    cfg = distill_cfg(tmp_path)
+    change(cfg.MODEL.DISTILL)
+    with pytest.raises(ValueError, match=match):
+        build_model(cfg)
+
+
+def test_teacher_is_not_run_when_no_loss_reads_it(tmp_path):
+    cfg = distill_cfg(tmp_path)
+    cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = False  # only the student-internal cross term
+    model = build_model(cfg)
+    calls = []
+    model.teacher.backbone.register_forward_hook(lambda *args: calls.append(1))
+    with EventStorage():
+        losses = model(random_batch(2))
+    assert "loss_sharedkd_cross" in losses and not calls

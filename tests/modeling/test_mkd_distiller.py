@@ -158,3 +158,23 @@ def test_ta_trained_as_a_student_serves_as_a_guide(tmp_path):
     model = build_model(cfg)
     for k, v in ta.student.state_dict().items():
         assert torch.equal(model.guides[1].state_dict()[k], v), k
+
+
+def test_dense_logit_kd_needs_the_same_anchors(tmp_path):
+    cfg = mkd_cfg(tmp_path, "retinanet", losses=["SoftTargetKDLoss"])
+    teacher_cfg = get_tiny_cfg("retinanet", fpn_channels=64)
+    teacher_cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[20], [40], [80], [160], [320]]
+    (tmp_path / "teacher.yaml").write_text(teacher_cfg.dump())
+    torch.save({"model": build_model(teacher_cfg).state_dict()}, tmp_path / "teacher.pth")
+    with pytest.raises(ValueError, match="pairs anchors one to one"):
+        build_model(cfg)
+
+
+def test_auto_encoder_refuses_to_resume_with_another_teacher(tmp_path):
+    cfg = mkd_cfg(tmp_path)
+    ae_cfg = cfg.clone()
+    ae_cfg.MODEL.META_ARCHITECTURE = "TeacherAutoEncoder"
+    state = torch.load(tmp_path / "ae.pth", weights_only=True)["model"]
+    state["teacher_fingerprint"] = state["teacher_fingerprint"] + 1.0
+    with pytest.raises(ValueError, match="trained on another teacher"):
+        build_model(ae_cfg).load_state_dict(state)

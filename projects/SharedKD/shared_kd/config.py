@@ -67,7 +67,8 @@ def add_sharedkd_config(cfg):
     _C.MODEL.DISTILL.KD.WEIGHT = 1.0
     # Temperature T at the first iteration (> 0); the paper anneals from 5.
     _C.MODEL.DISTILL.KD.T_START = 5.0
-    # Temperature T at SOLVER.MAX_ITER (> 0); the paper anneals to 1. Equal to T_START: constant.
+    # Temperature T at the last iteration, SOLVER.MAX_ITER - 1 (> 0); the paper anneals to 1.
+    # Equal to T_START: constant.
     _C.MODEL.DISTILL.KD.T_END = 1.0
     # Annealing schedule from T_START to T_END: "linear" or "cosine".
     _C.MODEL.DISTILL.KD.SCHEDULE = "linear"

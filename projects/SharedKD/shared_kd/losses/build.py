@@ -26,6 +26,8 @@ already weighted ``loss_*`` terms. Class attributes:
 - ``PER_GUIDE`` (default True): one instance per guide (teacher and teaching assistants), each
   term averaged over the guides; False: a single instance, for the teacher only.
 - ``NEEDS_LOGITS`` (default False): the wrapper then records classification logits.
+- ``needs_guide`` (default True; may be a property): False when the instance never reads the
+  guide (the guide's forward is then skipped, and ``guide`` is None).
 """
 
 
@@ -48,6 +50,11 @@ def build_distill_losses(
         (the teacher's) for a loss with ``PER_GUIDE = False``.
     """
     names = list(cfg.MODEL.DISTILL.LOSSES)
+    if not names:
+        raise ValueError(
+            "MODEL.DISTILL.LOSSES is empty: name at least one distillation loss, or train the "
+            "student's own config without DistillationDetector."
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"MODEL.DISTILL.LOSSES lists a loss twice: {names}")
     guides = list(guides) or [None] * len(guide_shapes)

@@ -144,7 +144,7 @@ class SoftTargetKDLoss(nn.Module):
 
 def attention_map(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """``normalize(flatten(mean_c |x|^p))``: N x C x H x W -> N x (H W), unit L2 norm per row."""
-    return F.normalize(x.abs().pow(p).mean(1).flatten(1), dim=1)
+    return F.normalize(x.float().abs().pow(p).mean(1).flatten(1), dim=1)
 
 
 @DISTILL_LOSS_REGISTRY.register()
@@ -184,7 +184,8 @@ def fsp_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         Tensor: N x C1 x C2, ``x^T y / (H W)`` over positions.
     """
     x = pool_to(x, y.shape[-2:])
-    return torch.einsum("nchw,ndhw->ncd", x, y) / (y.shape[-2] * y.shape[-1])
+    # float32: under AMP an fp16 sum over H*W positions overflows before the division.
+    return torch.einsum("nchw,ndhw->ncd", x.float(), y.float()) / (y.shape[-2] * y.shape[-1])
 
 
 @DISTILL_LOSS_REGISTRY.register()

@@ -147,6 +147,11 @@ class SharedKDLoss(nn.Module):
             else None
         )
 
+    @property
+    def needs_guide(self) -> bool:
+        """Only the identical-layer term reads the teacher."""
+        return self.identical
+
     @classmethod
     def from_config(cls, cfg, student_shapes, teacher_shapes, guide=None):
         c = cfg.MODEL.DISTILL.SHARED_KD

@@ -49,8 +49,12 @@ class LevelAutoEncoder(nn.Module):
 
 
 def weights_fingerprint(model: nn.Module) -> torch.Tensor:
-    """A cheap identity of a model's weights: the float64 sum of every parameter (on CPU)."""
-    return torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
+    """
+    A cheap identity of a model's weights: the float64 sum of every parameter and buffer (on
+    CPU). Different architectures or trained weights give different vectors.
+    """
+    tensors = list(model.parameters()) + list(model.buffers())
+    return torch.stack([t.detach().double().sum() for t in tensors]).cpu()
 
 
 @META_ARCH_REGISTRY.register()
@@ -80,6 +84,19 @@ class TeacherAutoEncoder(nn.Module):
             {f: LevelAutoEncoder(shapes[f].channels, latent) for f in self.in_features}
         )
         self.register_buffer("teacher_fingerprint", weights_fingerprint(teacher))
+        self._register_load_state_dict_pre_hook(self._refuse_other_teachers)
+
+    def _refuse_other_teachers(self, state_dict, prefix, *args):
+        # Resuming with another TEACHER.WEIGHTS would mix two teachers in one auto-encoder.
+        saved = state_dict.get(prefix + "teacher_fingerprint")
+        if saved is not None and not (
+            saved.shape == self.teacher_fingerprint.shape
+            and torch.allclose(saved.cpu(), self.teacher_fingerprint.cpu(), rtol=1e-6, atol=1e-6)
+        ):
+            raise ValueError(
+                "This auto-encoder checkpoint was trained on another teacher than "
+                "MODEL.DISTILL.TEACHER.WEIGHTS; start a new OUTPUT_DIR instead of resuming."
+            )
 
     @classmethod
     def from_config(cls, cfg):

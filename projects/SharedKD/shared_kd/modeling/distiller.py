@@ -46,8 +46,9 @@ class DistillationDetector(nn.Module):
 
     Guides are deliberately not registered submodules: they stay out of ``parameters()`` (so out
     of the optimizer and DDP), out of ``state_dict()`` (so out of checkpoints) and unaffected by
-    ``.train()``. The checkpoint holds ``student.*`` and ``losses.*`` (e.g. the Teacher Share
-    Module), and a plain detectron2 checkpoint of the student loads into it too.
+    ``.train()``, and also by ``.to()``: they are built on ``MODEL.DEVICE`` and stay there. The
+    checkpoint holds ``student.*`` and ``losses.*`` (e.g. the Teacher Share Module), and a plain
+    detectron2 checkpoint of the student loads into it too.
     """
 
     @configurable
@@ -120,6 +121,12 @@ class DistillationDetector(nn.Module):
         in_features = list(d.IN_FEATURES) or sorted(
             student_shapes, key=lambda f: student_shapes[f].stride
         )
+        strides = [student_shapes[f].stride for f in in_features if f in student_shapes]
+        if len(set(in_features)) != len(in_features) or strides != sorted(strides):
+            raise ValueError(
+                f"MODEL.DISTILL.IN_FEATURES must list distinct levels fine to coarse, got "
+                f"{list(in_features)}"
+            )
         guide_shapes = [g.backbone.output_shape() for g in guides]
         for i, shapes in enumerate([student_shapes] + guide_shapes):
             missing = [f for f in in_features if f not in shapes]
@@ -160,18 +167,27 @@ class DistillationDetector(nn.Module):
         return self.student.device
 
     def _capture_student_features(self, module, inputs, output):
-        if self.training:
+        if module.training:
             self._student_features = output
 
-    @staticmethod
-    def _accept_plain_student_checkpoint(state_dict, prefix, *args):
+    def _accept_plain_student_checkpoint(self, state_dict, prefix, *args):
         # A detectron2 checkpoint of the student alone (e.g. to initialise it) has no
-        # "student." prefix: give it one, so the usual checkpointer loads it.
+        # "student." prefix: give it one. fvcore compared shapes before this renaming, so
+        # mismatches (e.g. another NUM_CLASSES) are skipped here, with the same warning.
         ours = (prefix + STUDENT_PREFIX, prefix + "losses.")
-        if state_dict and not any(k.startswith(ours) for k in state_dict):
-            for k in list(state_dict):
-                if k.startswith(prefix):
-                    state_dict[prefix + STUDENT_PREFIX + k[len(prefix) :]] = state_dict.pop(k)
+        if not state_dict or any(k.startswith(ours) for k in state_dict):
+            return
+        own = self.student.state_dict()
+        for k in [k for k in state_dict if k.startswith(prefix)]:
+            value = state_dict.pop(k)
+            target = own.get(k[len(prefix) :])
+            if target is not None and tuple(target.shape) != tuple(value.shape):
+                logger.warning(
+                    f"Skip loading parameter '{k}' into the student: shape {tuple(value.shape)} "
+                    f"in the checkpoint, {tuple(target.shape)} in the model."
+                )
+                continue
+            state_dict[prefix + STUDENT_PREFIX + k[len(prefix) :]] = value
 
     @torch.no_grad()
     def guide_outputs(self, guide: nn.Module, batched_inputs) -> DetectorOutputs:
@@ -186,6 +202,11 @@ class DistillationDetector(nn.Module):
 
     def _student_outputs(self) -> DetectorOutputs:
         captured, self._student_features = self._student_features, None
+        if captured is None:
+            raise RuntimeError(
+                "The student's forward did not call its backbone in training mode; "
+                "DistillationDetector needs a detector whose forward runs self.backbone."
+            )
         out = DetectorOutputs({f: captured[f] for f in self.in_features}, all_features=captured)
         if self.logit_tap is not None:
             out.class_logits = self.logit_tap.pop_student_logits()
@@ -203,16 +224,19 @@ class DistillationDetector(nn.Module):
         """
         if not self.training:
             return self.student(batched_inputs)
-        losses = self.student(batched_inputs)
-        student = self._student_outputs()
-        kept = (
-            sample_kept_guides(len(self._guides), self.drop_prob)
-            if self.drop_prob > 0
-            else list(range(len(self._guides)))
-        )
-        distill = self._distillation_losses(student, batched_inputs, kept)
-        if self.logit_tap is not None:
-            self.logit_tap.clear()
+        try:
+            losses = self.student(batched_inputs)
+            student = self._student_outputs()
+            kept = (
+                sample_kept_guides(len(self._guides), self.drop_prob)
+                if self.drop_prob > 0
+                else list(range(len(self._guides)))
+            )
+            distill = self._distillation_losses(student, batched_inputs, kept)
+        finally:  # never keep a step's tensors (and their graphs) alive past it
+            self._student_features = None
+            if self.logit_tap is not None:
+                self.logit_tap.clear()
         clash = set(distill) & set(losses)
         if clash:
             raise RuntimeError(f"Loss names {sorted(clash)} produced twice")
@@ -224,16 +248,18 @@ class DistillationDetector(nn.Module):
         Every loss term, averaged over the guides that provide it: per-guide losses over the
         kept guides, teacher-only losses (one module) always, from the teacher.
         """
-        per_guide = {n: m for n, m in self.losses.items() if len(m) == len(self._guides)}
+        per_guide = {n: m for n, m in self.losses.items() if getattr(m[0], "PER_GUIDE", True)}
         teacher_only = {n: m for n, m in self.losses.items() if n not in per_guide}
-        run = sorted(set(kept) | ({0} if teacher_only else set()))
         per_term: Dict[str, List[torch.Tensor]] = {}
-        for i in run:
-            guide = self.guide_outputs(self._guides[i], batched_inputs)
-            for name, modules in self.losses.items():
-                if (name in per_guide and i in kept) or (name in teacher_only and i == 0):
-                    for term, value in modules[i](student, guide).items():
-                        per_term.setdefault(term, []).append(value)
+        for i in sorted(set(kept) | ({0} if teacher_only else set())):
+            modules = [m[i] for n, m in per_guide.items() if i in kept]
+            modules += [m[0] for m in teacher_only.values()] if i == 0 else []
+            # Run a guide only when some loss reads it (Shared-KD's cross-layer term does not).
+            needed = any(getattr(m, "needs_guide", True) for m in modules)
+            guide = self.guide_outputs(self._guides[i], batched_inputs) if needed else None
+            for module in modules:
+                for term, value in module(student, guide).items():
+                    per_term.setdefault(term, []).append(value)
         terms = {term: torch.stack(values).mean() for term, values in per_term.items()}
         dropped = [i for i in range(len(self._guides)) if i not in kept]
         unused = [

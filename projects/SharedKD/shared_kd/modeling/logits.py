@@ -14,7 +14,8 @@ runs its own head modules (public pieces, under ``torch.no_grad()``) on the same
 from typing import List
 
 import torch
-from detectron2.modeling import GeneralizedRCNN
+import torch.nn as nn
+from detectron2.modeling import GeneralizedRCNN, StandardROIHeads
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
 
 __all__ = ["DenseLogitTap", "RCNNLogitTap", "build_logit_tap"]
@@ -26,6 +27,7 @@ class RCNNLogitTap:
     activation = "softmax"
 
     def __init__(self, student: GeneralizedRCNN):
+        self._check_heads(student.roi_heads, "student")
         self.num_classes = student.roi_heads.num_classes
         self._boxes = None
         self._logits = None
@@ -41,9 +43,22 @@ class RCNNLogitTap:
         if module.training:
             self._logits = output[0]  # R x (K + 1)
 
+    @staticmethod
+    def _check_heads(heads, name):
+        # One pooler + box head + FastRCNNOutputLayers, as in StandardROIHeads; cascade heads
+        # (a ModuleList of predictors) and Res5ROIHeads score boxes differently.
+        if not isinstance(heads, StandardROIHeads) or isinstance(
+            heads.box_predictor, nn.ModuleList
+        ):
+            raise ValueError(
+                f"R-CNN logit distillation supports StandardROIHeads; the {name} has "
+                f"{type(heads).__name__}."
+            )
+
     def check_guide(self, guide, name):
         if not isinstance(guide, GeneralizedRCNN):
             raise ValueError(f"The {name} is a {type(guide).__name__}; R-CNN logit KD needs R-CNN")
+        self._check_heads(guide.roi_heads, name)
         if guide.roi_heads.num_classes != self.num_classes:
             raise ValueError(
                 f"Logit distillation needs the same classes, but the student has "
@@ -73,6 +88,7 @@ class DenseLogitTap:
     def __init__(self, student: DenseDetector):
         self.num_classes = student.num_classes
         self.in_features = list(student.head_in_features)
+        self.cell_anchors = [a.cpu() for a in student.anchor_generator.cell_anchors]
         self._logits = None
         student.head.register_forward_hook(self._record_logits)
 
@@ -98,6 +114,14 @@ class DenseLogitTap:
             raise ValueError(
                 f"Dense logit distillation pairs locations level by level: the student's head "
                 f"reads {self.in_features}, the {name}'s {list(guide.head_in_features)}."
+            )
+        anchors = [a.cpu() for a in guide.anchor_generator.cell_anchors]
+        if len(anchors) != len(self.cell_anchors) or not all(
+            a.shape == b.shape and torch.allclose(a, b) for a, b in zip(anchors, self.cell_anchors)
+        ):
+            raise ValueError(
+                f"Dense logit distillation pairs anchors one to one: the {name}'s anchors "
+                "(MODEL.ANCHOR_GENERATOR sizes and aspect ratios) differ from the student's."
             )
 
     def pop_student_logits(self) -> torch.Tensor:
