@@ -66,14 +66,11 @@ def load_teacher_encoders(path, in_features, teacher_channels, latent, teacher_f
     )
     # stage A's keys: autoencoders.<level>.encoder.<i>.weight -> <level>.<i>.weight
     found = {}
-    for k, v in state.items():
-        level, sep, rest = k.partition(".encoder.")
-        if (
-            sep
-            and level.startswith("autoencoders.")
-            and level[len("autoencoders.") :] in in_features
-        ):
-            found[f"{level[len('autoencoders.') :]}.{rest}"] = v
+    for f in in_features:
+        prefix = f"autoencoders.{f}.encoder."
+        found.update(
+            {f + "." + k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
     try:
         encoders.load_state_dict(found, strict=True)
     except RuntimeError as e:

@@ -194,7 +194,7 @@ class DistillationDetector(nn.Module):
         """A guide's backbone features (and logits on the student's locations, if needed)."""
         images = guide.preprocess_image(batched_inputs)
         features = guide.backbone(images.tensor)
-        out = DetectorOutputs({f: features[f] for f in self.in_features}, all_features=features)
+        out = DetectorOutputs({f: features[f] for f in self.in_features})
         if self.logit_tap is not None:
             out.class_logits = self.logit_tap.guide_logits(guide, features)
             out.logit_activation = self.logit_tap.activation
@@ -207,7 +207,7 @@ class DistillationDetector(nn.Module):
                 "The student's forward did not call its backbone in training mode; "
                 "DistillationDetector needs a detector whose forward runs self.backbone."
             )
-        out = DetectorOutputs({f: captured[f] for f in self.in_features}, all_features=captured)
+        out = DetectorOutputs({f: captured[f] for f in self.in_features})
         if self.logit_tap is not None:
             out.class_logits = self.logit_tap.pop_student_logits()
             out.logit_activation = self.logit_tap.activation

@@ -15,7 +15,6 @@ class DetectorOutputs:
 
     Attributes:
         features: FPN maps of the distilled levels, ``N x C x H x W`` each, fine to coarse.
-        all_features: every backbone output (heads of guides read levels beyond the distilled).
         class_logits: ``M x K`` classification logits at ``M`` locations shared by the student
             and the guide (R-CNN: the student's sampled proposals, K = classes + 1; dense heads:
             every anchor/point of every level, K = classes), or None when no loss asks for them.
@@ -24,7 +23,6 @@ class DetectorOutputs:
     """
 
     features: Dict[str, torch.Tensor]
-    all_features: Optional[Dict[str, torch.Tensor]] = None
     class_logits: Optional[torch.Tensor] = None
     logit_activation: str = "softmax"
     cache: Dict[str, Any] = field(default_factory=dict)
