@@ -10,54 +10,40 @@ yaml config:
     python train_net.py --config-file <cfg> --resume
     python train_net.py --config-file <cfg> --num-gpus 8 [--num-machines M --machine-rank R ...]
 
-Trailing ``KEY VALUE`` pairs override the config, as in detectron2.
+Trailing ``KEY VALUE`` pairs override the config, as in detectron2. Without GPUs,
+``--num-gpus N`` starts N CPU processes (GLOO). A run refuses to write into an OUTPUT_DIR that
+holds another run unless given ``--resume`` (continue it) or ``--overwrite`` (replace it).
 """
 
 import logging
-import os
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.engine import (
-    DefaultTrainer,
-    default_argument_parser,
-    default_setup,
-    hooks,
-    launch,
-)
-from detectron2.evaluation import COCOEvaluator, verify_results
+from detectron2.engine import default_argument_parser, default_setup
+from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 import shared_kd  # noqa: F401  (registers the shapes datasets)
+from shared_kd.checkpoint import SafeCheckpointer
 from shared_kd.config import add_sharedkd_config
-from shared_kd.engine import ExportStudentHook
-from shared_kd.modeling import DistillationDetector
+from shared_kd.engine import Trainer, check_output_dir, launch
 from shared_kd.utils.env import detectron2_has_compiled_ops
 
 logger = logging.getLogger("shared_kd")
 
+__all__ = ["Trainer", "argument_parser", "main", "setup"]
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with COCO evaluation and, for distillation runs, the student's export."""
 
-    def build_hooks(self):
-        ret = super().build_hooks()
-        model = self.checkpointer.model  # the checkpointer holds the model without DDP
-        if isinstance(model, DistillationDetector):
-            # Before the final evaluation: the export must not depend on it succeeding.
-            at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
-            ret.insert(at, ExportStudentHook(self.cfg, model))
-        return ret
-
-    @classmethod
-    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        if output_folder is None:
-            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        # The fast evaluator is C++ (detectron2._C); pycocotools gives the same numbers, slower.
-        return COCOEvaluator(
-            dataset_name, output_dir=output_folder, use_fast_impl=detectron2_has_compiled_ops()
-        )
+def argument_parser():
+    """detectron2's ``default_argument_parser`` plus ``--overwrite``."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train even if OUTPUT_DIR holds a previous run (its checkpoints and results are "
+        "replaced); without it, such a run stops before training unless --resume is given",
+    )
+    return parser
 
 
 def setup(args):
@@ -67,6 +53,8 @@ def setup(args):
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
+    if not args.eval_only:  # before default_setup writes anything into OUTPUT_DIR
+        check_output_dir(cfg.OUTPUT_DIR, args.resume, getattr(args, "overwrite", False))
     default_setup(cfg, args)
     # Log shared_kd's messages (teacher loading, export) like detectron2's own.
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="shared_kd")
@@ -83,7 +71,7 @@ def main(args):
 
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         res = Trainer.test(cfg, model)
@@ -97,7 +85,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
     launch(
         main,

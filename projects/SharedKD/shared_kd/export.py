@@ -4,12 +4,12 @@ that ``DefaultPredictor`` or detectron2's ``tools/train_net.py`` load without ``
 """
 
 import os
-import tempfile
 from typing import Dict
 
 import torch
 
 from .modeling.teacher import DISTILL_META_ARCH, STUDENT_PREFIX
+from .utils.io import atomic_write
 
 __all__ = ["export_student", "student_config", "student_state_dict"]
 
@@ -43,22 +43,6 @@ def student_config(cfg):
     return out
 
 
-def _atomic_write(path, write):
-    """Write through a temporary file in the same folder, then rename: never a partial file."""
-    # (torch.save rejects names that start with a dot)
-    fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(path), prefix="tmp-", suffix=os.path.basename(path)
-    )
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def export_student(cfg, state_dict: Dict[str, torch.Tensor], output_dir: str) -> str:
     """
     Write ``model_final.pth`` ({"model": student weights}) and ``config.yaml`` to ``output_dir``.
@@ -74,7 +58,7 @@ def export_student(cfg, state_dict: Dict[str, torch.Tensor], output_dir: str) ->
     os.makedirs(output_dir, exist_ok=True)
     weights = {k: v.detach().cpu() for k, v in student_state_dict(state_dict).items()}
     model_path = os.path.abspath(os.path.join(output_dir, "model_final.pth"))
-    _atomic_write(model_path, lambda p: torch.save({"model": weights}, p))
+    atomic_write(model_path, lambda p: torch.save({"model": weights}, p))
     config = student_config(cfg)
     config.MODEL.WEIGHTS = model_path
     # Evaluating the export must not write into (and overwrite results of) the training run.
@@ -84,5 +68,5 @@ def export_student(cfg, state_dict: Dict[str, torch.Tensor], output_dir: str) ->
         with open(p, "w") as f:
             f.write(config.dump())
 
-    _atomic_write(os.path.join(output_dir, "config.yaml"), write_config)
+    atomic_write(os.path.join(output_dir, "config.yaml"), write_config)
     return model_path

@@ -1,5 +1,16 @@
-"""Training-loop pieces: hooks for distillation runs."""
+"""Training-loop pieces: the Trainer, its hooks, multi-process launch, output-folder checks."""
 
-from .hooks import ExportStudentHook
+from .hooks import ExportStudentHook, ReseedHook
+from .launch import create_ddp_model, launch
+from .output_dir import OutputDirInUseError, check_output_dir
+from .trainer import Trainer
 
-__all__ = ["ExportStudentHook"]
+__all__ = [
+    "ExportStudentHook",
+    "OutputDirInUseError",
+    "ReseedHook",
+    "Trainer",
+    "check_output_dir",
+    "create_ddp_model",
+    "launch",
+]

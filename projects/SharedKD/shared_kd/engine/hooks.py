@@ -4,11 +4,13 @@ import logging
 import os
 
 import detectron2.utils.comm as comm
+import numpy as np
 from detectron2.engine import HookBase
+from detectron2.utils.env import seed_all_rng
 
 from ..export import export_student
 
-__all__ = ["ExportStudentHook"]
+__all__ = ["ExportStudentHook", "ReseedHook"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +34,30 @@ class ExportStudentHook(HookBase):
                 self._cfg, self._model.state_dict(), os.path.join(self._cfg.OUTPUT_DIR, "student")
             )
             logger.info(f"Exported the student to {path}")
+
+
+class ReseedHook(HookBase):
+    """
+    Re-seed every random generator (python, numpy, torch) from (SEED, rank, iteration) at the
+    first iteration of a run and at every checkpoint boundary.
+
+    A run resumed from a periodic checkpoint then draws the same random numbers (augmentation
+    with in-process data loading, proposal sampling, DGKD's guide dropping) as the uninterrupted
+    run did from that iteration on. Nothing happens when ``SEED`` is negative (random runs).
+    """
+
+    def __init__(self, seed: int, period: int):
+        """
+        Args:
+            seed: ``cfg.SEED``.
+            period: ``cfg.SOLVER.CHECKPOINT_PERIOD``.
+        """
+        self._seed = seed
+        self._period = period
+
+    def before_step(self):
+        it = self.trainer.iter
+        if self._seed < 0 or not (it == self.trainer.start_iter or it % self._period == 0):
+            return
+        state = np.random.SeedSequence([self._seed, comm.get_rank(), it]).generate_state(1)
+        seed_all_rng(int(state[0]) % 2**31)

@@ -33,6 +33,27 @@ def sample_kept_guides(num_guides: int, drop_prob: float, generator=None) -> Lis
     return keep.tolist()
 
 
+def _check_finite(losses: Dict[str, torch.Tensor]) -> None:
+    """
+    Stop with the names of the non-finite loss terms and the iteration.
+
+    One device sync per step: detectron2 syncs each step anyway to log the losses. It raises
+    on a non-finite total too, but only after the backward pass and without naming the term.
+    """
+    if bool(torch.isfinite(torch.stack([v.detach().float() for v in losses.values()])).all()):
+        return
+    bad = {k: float(v) for k, v in losses.items() if not bool(torch.isfinite(v).all())}
+    try:
+        where = f" at iteration {get_event_storage().iter}"
+    except AssertionError:  # called outside a trainer (no event storage)
+        where = ""
+    raise FloatingPointError(
+        f"Loss term(s) {bad} became non-finite{where}. Lower SOLVER.BASE_LR, clip gradients "
+        "(SOLVER.CLIP_GRADIENTS.ENABLED True), or lower the weight of the named term under "
+        "MODEL.DISTILL; resume from the last checkpoint with --resume."
+    )
+
+
 @META_ARCH_REGISTRY.register()
 class DistillationDetector(nn.Module):
     """
@@ -241,6 +262,7 @@ class DistillationDetector(nn.Module):
         if clash:
             raise RuntimeError(f"Loss names {sorted(clash)} produced twice")
         losses.update(distill)
+        _check_finite(losses)
         return losses
 
     def _distillation_losses(self, student, batched_inputs, kept) -> Dict[str, torch.Tensor]:

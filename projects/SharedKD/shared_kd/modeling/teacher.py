@@ -4,10 +4,11 @@ import logging
 import os
 
 import torch.nn as nn
-from detectron2.checkpoint import DetectionCheckpointer
+import yaml
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
+from ..checkpoint import CheckpointReadError, SafeCheckpointer
 from ..config import add_sharedkd_config
 
 __all__ = ["StrictCheckpointer", "TeacherLoadError", "build_teacher", "load_guide_config"]
@@ -20,10 +21,10 @@ MODEL_ZOO_PREFIX = "model_zoo:"
 
 
 class TeacherLoadError(RuntimeError):
-    """A teacher's weights do not match its architecture."""
+    """A guide's weights cannot be read or do not match its architecture."""
 
 
-class StrictCheckpointer(DetectionCheckpointer):
+class StrictCheckpointer(SafeCheckpointer):
     """
     A DetectionCheckpointer for frozen guides: every parameter must be loaded, nothing may be
     left over, and every shape must match. A SharedKD distillation checkpoint (keys under
@@ -50,7 +51,10 @@ class StrictCheckpointer(DetectionCheckpointer):
                 "model (e.g. output/.../model_final.pth)."
             )
         self._path = path
-        return super().load(path, *args, **kwargs)
+        try:
+            return super().load(path, *args, **kwargs)
+        except CheckpointReadError as e:
+            raise TeacherLoadError(f"{self.key}: {e}") from e
 
     def _load_model(self, checkpoint):
         state = checkpoint["model"]
@@ -123,8 +127,15 @@ def load_guide_config(config_file, opts=(), device="cpu", role="teacher"):
         )
     cfg = get_cfg()
     add_sharedkd_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    try:
+        cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+    except (OSError, yaml.YAMLError, KeyError, ValueError, TypeError, AssertionError) as e:
+        raise ValueError(
+            f"{role.capitalize()} config {config_file!r} ({key}) cannot be read: "
+            f"{type(e).__name__}: {e}. It must be the detectron2 yaml the {role} was trained "
+            "with (its _BASE_ files beside it)."
+        ) from e
     if cfg.MODEL.META_ARCHITECTURE == DISTILL_META_ARCH:
         cfg.MODEL.META_ARCHITECTURE = cfg.MODEL.DISTILL.STUDENT_META_ARCHITECTURE
     cfg.MODEL.DEVICE = device

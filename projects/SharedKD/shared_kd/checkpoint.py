@@ -1,0 +1,75 @@
+"""
+A DetectionCheckpointer that saves atomically and loads with ``torch.load(weights_only=True)``.
+
+Saving: each checkpoint is written to a temporary file and renamed, and then ``last_checkpoint``
+is rewritten the same way, so a run killed at any moment of a save leaves the previous
+checkpoint intact and ``last_checkpoint`` naming a complete file.
+
+Loading: SharedKD's and detectron2's ``.pth`` checkpoints hold tensors and plain containers
+only, so they are unpickled with ``weights_only=True``, which cannot run code from the file.
+"""
+
+import os
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+
+from .utils.io import atomic_write, is_local_path
+
+__all__ = ["CheckpointReadError", "SafeCheckpointer"]
+
+
+class CheckpointReadError(RuntimeError):
+    """A checkpoint file exists but cannot be read as a PyTorch checkpoint."""
+
+
+class SafeCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` with atomic saves and ``weights_only`` loads (see module doc)."""
+
+    def save(self, name: str, **kwargs) -> None:
+        if not is_local_path(self.save_dir):  # an iopath URI: no rename there
+            return super().save(name, **kwargs)
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        atomic_write(save_file, lambda tmp: torch.save(data, tmp))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        if not is_local_path(self.save_dir):
+            return super().tag_last_checkpoint(last_filename_basename)
+
+        def write(tmp):
+            with open(tmp, "w") as f:
+                f.write(last_filename_basename)
+
+        atomic_write(os.path.join(self.save_dir, "last_checkpoint"), write)
+
+    def _load_file(self, filename: str):
+        if filename.endswith((".pkl", ".pyth")):
+            # Detectron1/Caffe2 model-zoo .pkl files are pickles of numpy arrays and pycls .pyth
+            # files hold pickled objects: neither loads with weights_only, so detectron2 reads
+            # them with pickle. Only use such files from a source you trust.
+            return super()._load_file(filename)
+        try:
+            loaded = torch.load(filename, map_location="cpu", weights_only=True)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointReadError(
+                f"Cannot read checkpoint {filename!r}: {first}. The file is damaged, truncated "
+                "or not a PyTorch checkpoint of tensors; point the config at a complete "
+                "checkpoint (e.g. a model_final.pth written by train_net.py)."
+            ) from e
+        if not isinstance(loaded, dict):
+            raise CheckpointReadError(
+                f"Checkpoint {filename!r} holds a {type(loaded).__name__}, not a dict of tensors."
+            )
+        if "model" not in loaded:  # a bare state dict, as DetectionCheckpointer accepts it
+            loaded = {"model": loaded}
+        return loaded

@@ -1,0 +1,65 @@
+"""Clear errors, before training, for datasets that are missing, malformed or empty."""
+
+import json
+import os
+from typing import List, Sequence
+
+import yaml
+from detectron2.data import DatasetCatalog
+
+__all__ = ["DatasetError", "check_datasets", "dataset_error"]
+
+# What loading a dataset raises when its files are missing or malformed (JSON errors are
+# ValueErrors; a COCO file without "images" or "annotations" raises KeyError).
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AssertionError, yaml.YAMLError)
+
+
+class DatasetError(RuntimeError):
+    """A dataset named in the config cannot be used."""
+
+
+def dataset_error(names: Sequence[str], key: str, error: BaseException) -> DatasetError:
+    """The error to raise when loading ``names`` (from config ``key``) failed with ``error``."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return DatasetError(
+        f"{key} {list(names)} cannot be loaded: {type(error).__name__}: {detail}. Check that "
+        "each dataset is registered and that its annotation file is valid COCO json and its "
+        "image folder exists (see datasets/README.md)."
+    )
+
+
+def check_datasets(names: Sequence[str], key: str) -> List[int]:
+    """
+    Load every dataset in ``names`` and check that it has images whose files exist.
+
+    Args:
+        names: registered dataset names.
+        key: the config key that lists them (e.g. ``DATASETS.TEST``), named in errors.
+
+    Returns:
+        list[int]: the number of images in each.
+    """
+    sizes = []
+    for name in names:
+        if name not in DatasetCatalog.list():
+            raise DatasetError(
+                f"{key} names {name!r}, which is not a registered dataset. Register it (e.g. "
+                "detectron2.data.datasets.register_coco_instances) before training, or use one "
+                "of the registered names (shapes_train, shapes_val, coco_2017_train, ...)."
+            )
+        try:
+            dicts = DatasetCatalog.get(name)
+        except LOAD_ERRORS + (json.JSONDecodeError,) as e:
+            raise dataset_error([name], key, e) from e
+        if len(dicts) == 0:
+            raise DatasetError(
+                f"{key} names {name!r}, which has no images. Check its annotation file."
+            )
+        first = dicts[0].get("file_name")
+        if first is not None and "://" not in first and not os.path.isfile(first):
+            raise DatasetError(
+                f"{key}: the first image of {name!r}, {first!r}, does not exist. Check the "
+                "dataset's image folder (and $DETECTRON2_DATASETS)."
+            )
+        sizes.append(len(dicts))
+    return sizes
