@@ -14,9 +14,9 @@ plain detectron2 config), which ``DefaultPredictor`` and detectron2's ``tools/tr
 import argparse
 import os
 
-import torch
 from detectron2.config import get_cfg
 
+from shared_kd.checkpoint import load_checkpoint_file
 from shared_kd.config import add_sharedkd_config
 from shared_kd.export import export_student
 
@@ -35,8 +35,7 @@ def main():
     cfg.merge_from_list(args.opts)
     if not os.path.isfile(args.checkpoint):
         raise SystemExit(f"Checkpoint {args.checkpoint!r} not found")
-    # weights_only: the file holds tensors and plain containers; nothing needs unpickling.
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only=True
     path = export_student(cfg, checkpoint["model"], args.output_dir)
     print(f"Exported the student to {path} and {os.path.dirname(path)}/config.yaml")
 

@@ -16,11 +16,32 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from .utils.io import atomic_write, is_local_path
 
-__all__ = ["CheckpointReadError", "SafeCheckpointer"]
+__all__ = ["CheckpointReadError", "SafeCheckpointer", "load_checkpoint_file"]
 
 
 class CheckpointReadError(RuntimeError):
     """A checkpoint file exists but cannot be read as a PyTorch checkpoint."""
+
+
+def load_checkpoint_file(path: str) -> dict:
+    """
+    ``torch.load(path, weights_only=True)`` onto the CPU, with a clear error for a file that is
+    damaged, truncated, not a checkpoint, or holds more than tensors and plain containers.
+    """
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointReadError(
+            f"Cannot read checkpoint {path!r}: {first}. The file is damaged, truncated or not a "
+            "PyTorch checkpoint of tensors; point the config at a complete checkpoint (e.g. a "
+            "model_final.pth written by train_net.py)."
+        ) from e
+    if not isinstance(loaded, dict):
+        raise CheckpointReadError(
+            f"Checkpoint {path!r} holds a {type(loaded).__name__}, not a dict of tensors."
+        )
+    return loaded
 
 
 class SafeCheckpointer(DetectionCheckpointer):
@@ -57,19 +78,7 @@ class SafeCheckpointer(DetectionCheckpointer):
             # files hold pickled objects: neither loads with weights_only, so detectron2 reads
             # them with pickle. Only use such files from a source you trust.
             return super()._load_file(filename)
-        try:
-            loaded = torch.load(filename, map_location="cpu", weights_only=True)
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointReadError(
-                f"Cannot read checkpoint {filename!r}: {first}. The file is damaged, truncated "
-                "or not a PyTorch checkpoint of tensors; point the config at a complete "
-                "checkpoint (e.g. a model_final.pth written by train_net.py)."
-            ) from e
-        if not isinstance(loaded, dict):
-            raise CheckpointReadError(
-                f"Checkpoint {filename!r} holds a {type(loaded).__name__}, not a dict of tensors."
-            )
+        loaded = load_checkpoint_file(filename)
         if "model" not in loaded:  # a bare state dict, as DetectionCheckpointer accepts it
             loaded = {"model": loaded}
         return loaded

@@ -5,7 +5,7 @@ import os
 from typing import List, Sequence
 
 import yaml
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 __all__ = ["DatasetError", "check_datasets", "dataset_error"]
 
@@ -18,13 +18,35 @@ class DatasetError(RuntimeError):
     """A dataset named in the config cannot be used."""
 
 
+def _diagnose_coco_json(name: str) -> str:
+    """What is wrong with a COCO-format dataset's annotation file, or "" if nothing is found."""
+    json_file = MetadataCatalog.get(name).get("json_file", None)
+    if not json_file:
+        return ""
+    if not os.path.isfile(json_file):
+        return f"its annotation file {json_file!r} does not exist"
+    try:
+        with open(json_file) as f:
+            content = json.load(f)
+    except (OSError, ValueError) as e:
+        return f"its annotation file {json_file!r} is not valid json ({e})"
+    if not isinstance(content, dict):
+        return f"its annotation file {json_file!r} is not a COCO dict"
+    for key in ("images", "categories"):
+        if not content.get(key):
+            return f"its annotation file {json_file!r} has no {key!r}"
+    return ""
+
+
 def dataset_error(names: Sequence[str], key: str, error: BaseException) -> DatasetError:
     """The error to raise when loading ``names`` (from config ``key``) failed with ``error``."""
     detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    problems = [f"{n!r}: {p}" for n in names if (p := _diagnose_coco_json(n))]
+    found = f" ({'; '.join(problems)})" if problems else ""
     return DatasetError(
-        f"{key} {list(names)} cannot be loaded: {type(error).__name__}: {detail}. Check that "
-        "each dataset is registered and that its annotation file is valid COCO json and its "
-        "image folder exists (see datasets/README.md)."
+        f"{key} {list(names)} cannot be loaded{found}: {type(error).__name__}: {detail}. Check "
+        "that each dataset is registered, that its annotation file is valid COCO json with "
+        "images and categories, and that its image folder exists (see datasets/README.md)."
     )
 
 

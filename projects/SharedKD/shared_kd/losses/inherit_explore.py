@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.config import configurable
 
+from ..checkpoint import load_checkpoint_file
 from ..modeling.alignment import align_pair
 from ..modeling.autoencoder import conv_encoder, weights_fingerprint
 from ..modeling.outputs import DetectorOutputs
@@ -48,8 +49,7 @@ def load_teacher_encoders(path, in_features, teacher_channels, latent, teacher_f
         )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Auto-encoder checkpoint {path!r} not found ({key}).")
-    # weights_only: a detectron2 checkpoint holds tensors and plain containers only.
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint_file(path)  # weights_only: tensors and plain containers
     state = state.get("model", state)
     if "teacher_fingerprint" not in state:
         raise ValueError(f"{path!r} is not a TeacherAutoEncoder checkpoint ({key}).")

@@ -1,0 +1,239 @@
+"""
+Every bad input of README's "Errors before training" table stops with an error that names the
+problem and the fix. ``BAD_INPUTS`` is that table: (id, how to break a good setup, the error
+class, a pattern its message must match).
+"""
+
+import json
+
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+from shared_kd.checkpoint import CheckpointReadError
+from shared_kd.data import DatasetError, check_datasets
+from shared_kd.engine import OutputDirInUseError, Trainer, check_output_dir
+from shared_kd.modeling.teacher import TeacherLoadError
+from shared_kd.utils.testing import get_tiny_cfg, random_batch
+
+from .modeling.test_distiller import _save_guide
+from .modeling.test_mkd_distiller import mkd_cfg
+
+
+def _set(**changes):
+    """A change to MODEL.DISTILL: ``KD__T_START=0`` sets MODEL.DISTILL.KD.T_START to 0."""
+
+    def change(cfg, tmp_path):
+        for key, value in changes.items():
+            node = cfg.MODEL.DISTILL
+            *path, last = key.split("__")
+            for p in path:
+                node = node[p]
+            node[last] = value
+
+    return change
+
+
+def _malformed_teacher_config(cfg, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("MODEL:\n  RESNETS: [unclosed\n")
+    cfg.MODEL.DISTILL.TEACHER.CONFIG_FILE = str(path)
+
+
+def _truncated_teacher_weights(cfg, tmp_path):
+    path = tmp_path / "truncated.pth"
+    with open(cfg.MODEL.DISTILL.TEACHER.WEIGHTS, "rb") as f:
+        path.write_bytes(f.read()[:1000])
+    cfg.MODEL.DISTILL.TEACHER.WEIGHTS = str(path)
+
+
+def _weights_of_another_architecture(cfg, tmp_path):
+    _, weights, _ = _save_guide(tmp_path, "retinanet", "retina", fpn_channels=64)
+    cfg.MODEL.DISTILL.TEACHER.WEIGHTS = weights
+
+
+def _teacher_with_other_classes(cfg, tmp_path):
+    config, weights, _ = _save_guide(tmp_path, "faster_rcnn", "five", num_classes=5)
+    cfg.MODEL.DISTILL.TEACHER.CONFIG_FILE, cfg.MODEL.DISTILL.TEACHER.WEIGHTS = config, weights
+    cfg.MODEL.DISTILL.ASSISTANTS.CONFIG_FILES, cfg.MODEL.DISTILL.ASSISTANTS.WEIGHTS = [], []
+    cfg.MODEL.DISTILL.LOSSES = ["SoftTargetKDLoss"]
+
+
+def _autoencoder_of_another_teacher(cfg, tmp_path):
+    torch.manual_seed(7)  # same architecture, other weights
+    teacher_cfg = get_tiny_cfg("faster_rcnn", fpn_channels=64)
+    torch.save({"model": build_model(teacher_cfg).state_dict()}, tmp_path / "other.pth")
+    cfg.MODEL.DISTILL.TEACHER.WEIGHTS = str(tmp_path / "other.pth")
+
+
+BAD_INPUTS = [
+    ("teacher config empty", _set(TEACHER__CONFIG_FILE=""), ValueError, "CONFIG_FILE is empty"),
+    (
+        "teacher config missing",
+        _set(TEACHER__CONFIG_FILE="no/such/teacher.yaml"),
+        FileNotFoundError,
+        "Teacher config 'no/such/teacher.yaml' not found",
+    ),
+    ("teacher config malformed", _malformed_teacher_config, ValueError, "cannot be read"),
+    ("teacher weights empty", _set(TEACHER__WEIGHTS=""), ValueError, "WEIGHTS is empty"),
+    (
+        "teacher weights missing",
+        _set(TEACHER__WEIGHTS="no/such/model_final.pth"),
+        FileNotFoundError,
+        "Weights 'no/such/model_final.pth' not found",
+    ),
+    (
+        "teacher weights truncated",
+        _truncated_teacher_weights,
+        TeacherLoadError,
+        "TEACHER.WEIGHTS: Cannot read checkpoint",
+    ),
+    (
+        "teacher weights of another architecture",
+        _weights_of_another_architecture,
+        TeacherLoadError,
+        "do not fit the architecture",
+    ),
+    (
+        "teacher with other class count (logit KD)",
+        _teacher_with_other_classes,
+        ValueError,
+        "student has 3 classes and the teacher has 5",
+    ),
+    (
+        "IN_FEATURES not produced",
+        _set(IN_FEATURES=["p3", "p4", "p9"]),
+        ValueError,
+        "names \\['p9'\\], which the student's backbone does not produce",
+    ),
+    ("unknown loss name", _set(LOSSES=["SharedKD"]), KeyError, "Unknown distillation loss"),
+    ("no losses", _set(LOSSES=[]), ValueError, "LOSSES is empty"),
+    ("negative ALPHA", _set(SHARED_KD__ALPHA=-1.0), ValueError, "ALPHA must be >= 0"),
+    ("negative KD weight", _set(KD__WEIGHT=-1.0), ValueError, "KD.WEIGHT must be >= 0"),
+    ("negative AT weight", _set(AT__WEIGHT=-0.5), ValueError, "AT.WEIGHT must be >= 0"),
+    ("negative FSP weight", _set(FSP__WEIGHT=-2.0), ValueError, "FSP.WEIGHT must be >= 0"),
+    (
+        "negative inherit/explore weight",
+        _set(INHERIT_EXPLORE__EXPLORE_WEIGHT=-1.0),
+        ValueError,
+        "EXPLORE_WEIGHT must be >= 0",
+    ),
+    ("zero temperature", _set(KD__T_START=0.0), ValueError, "T_START/T_END must be > 0"),
+    ("negative temperature", _set(KD__T_END=-1.0), ValueError, "T_START/T_END must be > 0"),
+    (
+        "auto-encoder of another teacher",
+        _autoencoder_of_another_teacher,
+        ValueError,
+        "trained on another teacher",
+    ),
+    (
+        "auto-encoder checkpoint missing",
+        _set(INHERIT_EXPLORE__AE_WEIGHTS="no/such/ae.pth"),
+        FileNotFoundError,
+        "Auto-encoder checkpoint 'no/such/ae.pth' not found",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "break_it, error, match", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
+)
+def test_bad_model_input_fails_before_training(tmp_path, break_it, error, match):
+    cfg = mkd_cfg(tmp_path)
+    break_it(cfg, tmp_path)
+    with pytest.raises(error, match=match):
+        build_model(cfg)
+
+
+def test_the_good_setup_builds(tmp_path):
+    build_model(mkd_cfg(tmp_path))  # so the failures above come from the one change each
+
+
+@pytest.fixture
+def datasets(tmp_path):
+    """Register broken datasets: malformed json, no images, images folder missing."""
+    images = [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}]
+    files = {
+        "malformed": "{not json",
+        "empty": json.dumps({"images": [], "annotations": [], "categories": []}),
+        "no_images": json.dumps(
+            {"images": images, "annotations": [], "categories": [{"id": 1, "name": "x"}]}
+        ),
+    }
+    names = []
+    for kind, text in files.items():
+        (tmp_path / f"{kind}.json").write_text(text)
+        name = f"bad_input_{kind}_{tmp_path.name}"
+        register_coco_instances(name, {}, str(tmp_path / f"{kind}.json"), str(tmp_path / "x"))
+        names.append(name)
+    yield dict(zip(files, names))
+    for name in names:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("malformed", "is not valid json"),
+        ("empty", "has no 'images'"),
+        ("no_images", "does not exist. Check the dataset's image folder"),
+    ],
+)
+def test_bad_evaluation_dataset_fails_before_training(datasets, kind, match):
+    cfg = get_tiny_cfg("faster_rcnn")
+    cfg.DATASETS.TEST = (datasets[kind],)
+    with pytest.raises(DatasetError, match=match):
+        Trainer(cfg)
+
+
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("malformed", r"DATASETS.TRAIN \[.*\] cannot be loaded \(.*is not valid json"),
+        ("empty", "has no 'images'"),
+    ],
+)
+def test_bad_training_dataset_fails_before_training(datasets, kind, match):
+    cfg = get_tiny_cfg("faster_rcnn")
+    cfg.DATASETS.TRAIN = (datasets[kind],)
+    with pytest.raises(DatasetError, match=match):
+        Trainer.build_train_loader(cfg)
+
+
+def test_unregistered_dataset():
+    with pytest.raises(DatasetError, match="'nope', which is not a registered dataset"):
+        check_datasets(["nope"], "DATASETS.TEST")
+
+
+def test_non_finite_loss_names_the_term_and_iteration(tmp_path):
+    cfg = mkd_cfg(tmp_path, losses=["SharedKDLoss"])
+    cfg.MODEL.DISTILL.SHARED_KD.ALPHA = float("inf")
+    model = build_model(cfg)
+    model.train()
+    with EventStorage(7), pytest.raises(FloatingPointError) as info:
+        model(random_batch(2, size=64))
+    message = str(info.value)
+    assert "loss_sharedkd_ident" in message and "at iteration 7" in message
+    assert "loss_cls" not in message  # the student's own terms are finite
+
+
+def test_output_dir_of_another_run(tmp_path):
+    (tmp_path / "last_checkpoint").write_text("model_final.pth")
+    with pytest.raises(OutputDirInUseError, match="Pass --resume to continue it"):
+        check_output_dir(str(tmp_path), resume=False, overwrite=False)
+
+
+def test_unreadable_training_weights(tmp_path):
+    (tmp_path / "model.pth").write_bytes(b"not a checkpoint")
+    cfg = get_tiny_cfg("faster_rcnn")
+    cfg.MODEL.WEIGHTS = str(tmp_path / "model.pth")
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("shapes_train",), ()
+    cfg.DATALOADER.NUM_WORKERS = 0
+    trainer = Trainer(cfg)
+    with pytest.raises(CheckpointReadError, match="Cannot read checkpoint"):
+        trainer.resume_or_load(resume=False)
