@@ -69,7 +69,9 @@ def main():
     for stage, stem, done_file in STAGES:
         config = os.path.join("configs", "shapes", stem.format(f=args.family) + ".yaml")
         out = output_dir(config)
-        cmd = [sys.executable, "train_net.py", "--config-file", config]
+        # --resume: a stage interrupted earlier continues from its last checkpoint (train_net.py
+        # refuses to start over a previous run's files without it).
+        cmd = [sys.executable, "train_net.py", "--config-file", config, "--resume"]
         done = os.path.isfile(os.path.join(out, done_file))
         print(
             f"[mkd_pipeline] {stage}: {' '.join(cmd[1:])}" + ("  (done, skipped)" if done else "")
