@@ -1,6 +1,6 @@
 """
-Analysis tools: feature gaps between FPN levels (the Shared-KD premise). Command-line front end:
-``tools/feature_gaps.py``.
+Analysis tools: feature gaps between FPN levels (the Shared-KD premise) and a qualitative grid
+of detections. Command-line front ends: ``tools/feature_gaps.py`` and ``tools/qualitative.py``.
 """
 
 from .common import atomic_write, load_detector, load_detector_config
@@ -12,15 +12,20 @@ from .feature_gaps import (
     gap_matrix,
     write_feature_gaps,
 )
+from .qualitative import draw_grid, predict, qualitative_grid, select_images
 
 __all__ = [
     "FeatureGaps",
     "aligned_mse",
     "atomic_write",
     "compute_feature_gaps",
+    "draw_grid",
     "feature_gaps_from_files",
     "gap_matrix",
     "load_detector",
     "load_detector_config",
+    "predict",
+    "qualitative_grid",
+    "select_images",
     "write_feature_gaps",
 ]
