@@ -1,0 +1,116 @@
+"""What the analysis tools share: loading a trained detector from a config and a checkpoint."""
+
+import os
+import tempfile
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from detectron2.config import CfgNode, get_cfg
+from detectron2.modeling import build_model
+
+from ..config import add_sharedkd_config
+from ..export import student_config
+from ..modeling.teacher import MODEL_ZOO_PREFIX, StrictCheckpointer
+
+__all__ = ["atomic_write", "load_detector", "load_detector_config"]
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> str:
+    """
+    Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it to ``path``, so
+    a reader never sees a partial file. The file gets the usual ``0o666 & ~umask`` permissions
+    (``mkstemp`` alone would leave it readable by its owner only).
+
+    Returns:
+        str: ``path``.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    # The suffix keeps the extension, from which e.g. matplotlib picks the format.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="tmp-", suffix=os.path.basename(path))
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_detector_config(
+    config_file: str, opts: Sequence[str] = (), device: Optional[str] = None
+) -> CfgNode:
+    """
+    The plain detectron2 config of a trained detector, frozen.
+
+    A SharedKD distillation config (``MODEL.META_ARCHITECTURE: DistillationDetector``) gives its
+    student's config (:func:`shared_kd.export.student_config`): the student is the model that
+    a distillation run trains and evaluates.
+
+    Args:
+        config_file: a detectron2 yaml config (plain, exported student, or distillation);
+            ``model_zoo:<name>`` names one of detectron2's model-zoo configs.
+        opts: KEY VALUE overrides, merged after the file.
+        device: where the model runs; None keeps the config's ``MODEL.DEVICE`` if it is usable
+            here, and falls back to "cpu" on a machine without CUDA.
+    """
+    if config_file.startswith(MODEL_ZOO_PREFIX):
+        from detectron2 import model_zoo
+
+        config_file = model_zoo.get_config_file(config_file[len(MODEL_ZOO_PREFIX) :])
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"Config file {config_file!r} not found")
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)  # SharedKD's own configs carry MODEL.DISTILL / MODEL.FCOS keys
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg = student_config(cfg)
+    if device is None:
+        device = cfg.MODEL.DEVICE
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            device = "cpu"
+    cfg.MODEL.DEVICE = device
+    cfg.freeze()
+    return cfg
+
+
+def load_detector(
+    config_file: str,
+    weights: str,
+    opts: Sequence[str] = (),
+    device: Optional[str] = None,
+    weights_flag: str = "--weights",
+) -> Tuple[nn.Module, CfgNode]:
+    """
+    Build a detector with ``build_model`` and load trained weights into it strictly.
+
+    The checkpoint may be a plain detectron2 one (e.g. an exported student) or a SharedKD
+    distillation checkpoint, whose ``student.*`` weights are loaded and the rest (the Teacher
+    Share Module's ``losses.*``) left out. Loading is strict (missing, unexpected or misshapen
+    keys are an error), since an analysis of half-random weights would mislead silently. Nothing
+    is written: the checkpoint's folder is only read.
+
+    Args:
+        config_file, opts, device: as for :func:`load_detector_config`.
+        weights: path (or detectron2 URL) of the checkpoint.
+        weights_flag: how the caller names ``weights``, for error messages (e.g. a CLI flag).
+
+    Returns:
+        (model, cfg): the model in eval mode with ``requires_grad=False``, and its config
+        (``MODEL.WEIGHTS`` set to ``weights``).
+    """
+    cfg = load_detector_config(config_file, opts, device)
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = weights
+    cfg.freeze()
+    model = build_model(cfg)
+    # checkpointables=[]: a training checkpoint's optimizer and scheduler are of no use here.
+    StrictCheckpointer(model, config_file, key=weights_flag).load(weights, checkpointables=[])
+    model.requires_grad_(False)
+    model.eval()
+    return model, cfg
