@@ -29,10 +29,11 @@ $(STAMP): $(DEPS)
 	$(PY) tools/bootstrap.py --dev
 	@mkdir -p .cache && touch $@
 
+# Teacher, student alone, Shared-KD student: AP table and pictures in output/demo/ (see
+# tools/demo.py). `make demo DEMO_ARGS=--mkd` adds the M-KD student.
+DEMO_ARGS ?=
 demo: install
-	$(PY) datasets/prepare_shapes.py
-	$(PY) train_net.py --config-file configs/shapes/faster_rcnn_R18_FPN_tiny.yaml \
-		OUTPUT_DIR output/demo/faster_rcnn_R18_FPN_tiny
+	$(PY) tools/demo.py $(DEMO_ARGS)
 
 # The M-KD pipeline on the embedded dataset: teacher -> TA -> auto-encoder -> students, AP table.
 mkd-pipeline: install

@@ -16,13 +16,11 @@ At the end an AP table of every stage is printed and written to
 import argparse
 import json
 import os
-import subprocess
-import sys
-import time
 
 from detectron2.config import get_cfg
 
 from shared_kd.config import add_sharedkd_config
+from shared_kd.engine.stages import Stage, final_bbox_metrics, markdown_table, run_stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,7 +32,6 @@ STAGES = [
     ("baseline student", "{f}_R18_FPN_tiny", "model_final.pth"),
     ("M-KD student", "mkd_{f}_R34_to_R18_FPN_tiny", "student/model_final.pth"),
 ]
-METRICS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 
 
 def output_dir(config_file):
@@ -42,20 +39,6 @@ def output_dir(config_file):
     add_sharedkd_config(cfg)
     cfg.merge_from_file(config_file)
     return cfg.OUTPUT_DIR
-
-
-def final_bbox_metrics(out_dir):
-    """The last ``bbox/*`` results that train_net.py logged to metrics.json, if any."""
-    path = os.path.join(out_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return None
-    found = None
-    with open(path) as f:
-        for line in f:
-            row = json.loads(line)
-            if "bbox/AP" in row:
-                found = {m: row.get(f"bbox/{m}") for m in METRICS}
-    return found
 
 
 def main():
@@ -66,43 +49,22 @@ def main():
     os.chdir(ROOT)  # configs name their inputs relative to the repository root
 
     rows = []
-    for stage, stem, done_file in STAGES:
+    for name, stem, done_file in STAGES:
         config = os.path.join("configs", "shapes", stem.format(f=args.family) + ".yaml")
-        out = output_dir(config)
-        # --resume: a stage interrupted earlier continues from its last checkpoint (train_net.py
-        # refuses to start over a previous run's files without it).
-        cmd = [sys.executable, "train_net.py", "--config-file", config, "--resume"]
-        done = os.path.isfile(os.path.join(out, done_file))
-        print(
-            f"[mkd_pipeline] {stage}: {' '.join(cmd[1:])}" + ("  (done, skipped)" if done else "")
-        )
-        seconds = None
-        if not done and not args.dry_run:
-            start = time.perf_counter()
-            os.makedirs(out, exist_ok=True)
-            log_path = os.path.join(out, "pipeline_stage.log")
-            with open(log_path, "w") as log:
-                res = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-            seconds = time.perf_counter() - start
-            if res.returncode != 0:
-                sys.exit(f"[mkd_pipeline] {stage} failed (exit {res.returncode}); see {log_path}")
-            print(f"[mkd_pipeline] {stage} finished in {seconds:.0f} s")
+        stage = Stage(name, config, output_dir(config), done_file=done_file)
+        seconds = run_stage(stage, ROOT, prefix="[mkd_pipeline]", dry_run=args.dry_run)
         rows.append(
-            {"stage": stage, "config": config, "seconds": seconds, "bbox": final_bbox_metrics(out)}
+            {
+                "stage": name,
+                "config": config,
+                "seconds": seconds,
+                "bbox": final_bbox_metrics(stage.output_dir),
+            }
         )
     if args.dry_run:
         return
 
-    lines = [
-        f"| stage ({args.family}, shapes_val) | " + " | ".join(METRICS) + " | train time (s) |",
-        "|---" * (len(METRICS) + 2) + "|",
-    ]
-    for r in rows:
-        ap = r["bbox"]
-        cells = [f"{ap[m]:.1f}" if ap and ap[m] is not None else "-" for m in METRICS]
-        secs = f"{r['seconds']:.0f}" if r["seconds"] is not None else "(earlier run)"
-        lines.append(f"| {r['stage']} | " + " | ".join(cells) + f" | {secs} |")
-    table = "\n".join(lines)
+    table = markdown_table(rows, f"stage ({args.family}, shapes_val)")
     print(table)
     base = os.path.join("output", "shapes", f"mkd_pipeline_{args.family}")
     with open(base + ".md", "w") as f:

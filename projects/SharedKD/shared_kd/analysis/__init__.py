@@ -3,7 +3,7 @@ Analysis tools: feature gaps between FPN levels (the Shared-KD premise) and a qu
 of detections. Command-line front ends: ``tools/feature_gaps.py`` and ``tools/qualitative.py``.
 """
 
-from .common import atomic_write, load_detector, load_detector_config
+from .common import load_detector, load_detector_config
 from .feature_gaps import (
     FeatureGaps,
     aligned_mse,
@@ -17,7 +17,6 @@ from .qualitative import draw_grid, predict, qualitative_grid, select_images
 __all__ = [
     "FeatureGaps",
     "aligned_mse",
-    "atomic_write",
     "compute_feature_gaps",
     "draw_grid",
     "feature_gaps_from_files",

@@ -1,8 +1,7 @@
 """What the analysis tools share: loading a trained detector from a config and a checkpoint."""
 
 import os
-import tempfile
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -13,33 +12,7 @@ from ..config import add_sharedkd_config
 from ..export import student_config
 from ..modeling.teacher import MODEL_ZOO_PREFIX, StrictCheckpointer
 
-__all__ = ["atomic_write", "load_detector", "load_detector_config"]
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> str:
-    """
-    Call ``write(tmp)`` on a temporary file in ``path``'s folder, then rename it to ``path``, so
-    a reader never sees a partial file. The file gets the usual ``0o666 & ~umask`` permissions
-    (``mkstemp`` alone would leave it readable by its owner only).
-
-    Returns:
-        str: ``path``.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    # The suffix keeps the extension, from which e.g. matplotlib picks the format.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="tmp-", suffix=os.path.basename(path))
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+__all__ = ["load_detector", "load_detector_config"]
 
 
 def load_detector_config(

@@ -31,7 +31,8 @@ from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_
 from detectron2.layers import ShapeSpec
 
 from ..modeling.alignment import align_pair
-from .common import atomic_write, load_detector
+from ..utils.io import atomic_write
+from .common import load_detector
 
 __all__ = [
     "FeatureGaps",

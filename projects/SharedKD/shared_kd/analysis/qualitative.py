@@ -18,7 +18,8 @@ from detectron2.structures import Instances
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
-from .common import atomic_write, load_detector
+from ..utils.io import atomic_write
+from .common import load_detector
 
 __all__ = [
     "GT_COLUMN",

@@ -1,0 +1,139 @@
+"""
+Multi-stage runs of ``train_net.py`` (teacher, then students, ...), as ``make demo`` and the
+M-KD pipeline chain them: each stage is one plain ``train_net.py`` command, skipped when its
+output exists, resumed (``--resume``) when an earlier attempt was interrupted.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+__all__ = [
+    "METRICS",
+    "Stage",
+    "final_bbox_metrics",
+    "markdown_table",
+    "recorded_seconds",
+    "run_stage",
+]
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+TIME_FILE = "stage_seconds.json"  # written beside the stage's outputs when it completes
+
+
+@dataclass
+class Stage:
+    """One ``train_net.py`` run."""
+
+    name: str  # e.g. "teacher"
+    config_file: str  # relative to the repository root
+    output_dir: str
+    opts: Sequence[str] = field(default_factory=list)  # KEY VALUE overrides
+    done_file: str = "model_final.pth"  # relative to output_dir: its presence means "done"
+
+    def is_done(self) -> bool:
+        return os.path.isfile(os.path.join(self.output_dir, self.done_file))
+
+    def command(self) -> List[str]:
+        # --resume: an interrupted attempt continues from its last checkpoint (and train_net.py
+        # refuses to start over a previous run's files without it).
+        return [sys.executable, "train_net.py", "--config-file", self.config_file, "--resume"] + [
+            *self.opts,
+            "OUTPUT_DIR",
+            self.output_dir,
+        ]
+
+
+def _progress(line: str) -> Optional[str]:
+    """The part of a train_net.py log line worth showing while a stage runs."""
+    if "d2.utils.events INFO:" in line and " iter: " in line:
+        parts = line.split()
+        keep = {"eta:", "iter:", "total_loss:"}
+        return " ".join(f"{p} {parts[i + 1]}" for i, p in enumerate(parts[:-1]) if p in keep)
+    if "Start inference on" in line or "Exported the student" in line:
+        return line.split("INFO: ")[-1].strip()
+    return None
+
+
+def run_stage(
+    stage: Stage, root: str, prefix: str = "[stage]", dry_run: bool = False
+) -> Optional[float]:
+    """
+    Run ``stage`` from the repository ``root`` (configs name their inputs relative to it)
+    unless it is done; its full output goes to ``<output_dir>/stage.log`` and its progress
+    (iteration, ETA, loss) to stdout.
+
+    Returns:
+        float or None: the seconds it took, None if skipped.
+    """
+    cmd = stage.command()
+    if stage.is_done():
+        print(f"{prefix} {stage.name}: done, skipped ({stage.output_dir})", flush=True)
+        return None
+    print(f"{prefix} {stage.name}: {' '.join(cmd[1:])}", flush=True)
+    if dry_run:
+        return None
+    os.makedirs(stage.output_dir, exist_ok=True)
+    log_path = os.path.join(stage.output_dir, "stage.log")
+    start = time.perf_counter()
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for line in proc.stdout:
+            log.write(line)
+            shown = _progress(line)
+            if shown:
+                print(f"{prefix} {stage.name}: {shown}", flush=True)
+        code = proc.wait()
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"{prefix} {stage.name} failed (exit {code}); see {log_path}")
+    with open(os.path.join(stage.output_dir, TIME_FILE), "w") as f:
+        json.dump({"seconds": seconds}, f)
+    print(f"{prefix} {stage.name}: finished in {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def recorded_seconds(output_dir: str) -> Optional[float]:
+    """How long the stage that wrote ``output_dir`` took, as :func:`run_stage` recorded it."""
+    path = os.path.join(output_dir, TIME_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)["seconds"]
+
+
+def final_bbox_metrics(output_dir: str) -> Optional[Dict[str, float]]:
+    """The last ``bbox/*`` results that train_net.py logged to ``metrics.json``, if any."""
+    path = os.path.join(output_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    found = None
+    with open(path) as f:
+        for line in f:
+            row = json.loads(line)
+            if "bbox/AP" in row:
+                found = {m: row.get(f"bbox/{m}") for m in METRICS}
+    return found
+
+
+def markdown_table(rows: Sequence[dict], first_column: str) -> str:
+    """
+    Rows of ``{"stage", "bbox": {metric: value} or None, "seconds": float or None}`` as a
+    markdown table of AP metrics and training time.
+    """
+    lines = [
+        f"| {first_column} | " + " | ".join(METRICS) + " | train time (s) |",
+        "|---" * (len(METRICS) + 2) + "|",
+    ]
+    for r in rows:
+        ap = r["bbox"] or {}
+        cells = [f"{ap[m]:.1f}" if ap.get(m) is not None else "-" for m in METRICS]
+        secs = f"{r['seconds']:.0f}" if r["seconds"] is not None else "-"
+        lines.append(f"| {r['stage']} | " + " | ".join(cells) + f" | {secs} |")
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""
+The SharedKD demo on the CPU and the embedded shapes dataset (what ``make demo`` runs):
+
+    dataset -> tiny teacher -> tiny student alone -> the same student with Shared-KD
+    [-> teaching assistant -> teacher auto-encoder -> the same student with M-KD  (--mkd)]
+    -> AP table, qualitative.png, feature_gaps.png
+
+    python tools/demo.py [--output-dir output/demo] [--mkd] [--dry-run] [--stage-opts K V ...]
+
+Every training stage is a plain ``train_net.py`` run (same configs as ``configs/shapes/``, the
+students with the same schedule and seed), evaluated by ``COCOEvaluator`` on ``shapes_val``,
+and skipped when its output exists (an interrupted stage resumes). Writes to the output folder:
+``results.md`` / ``results.json`` (the AP table), ``qualitative.png`` (ground truth, teacher,
+student alone, distilled student on validation images), ``feature_gaps.{png,md,json}`` (the
+teacher x student and student x student level gaps of the student trained alone) and
+``feature_gaps_sharedkd/`` (the same for the distilled student).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from shared_kd.analysis import feature_gaps_from_files, qualitative_grid, write_feature_gaps
+from shared_kd.data import ensure_shapes_dataset
+from shared_kd.engine.stages import (
+    Stage,
+    final_bbox_metrics,
+    markdown_table,
+    recorded_seconds,
+    run_stage,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPES = os.path.join("configs", "shapes")
+PREFIX = "[demo]"
+# The demo's teacher: the tiny R34 FPN-128 teacher on half its usual schedule, so that the
+# whole demo fits in about ten minutes on two CPU cores.
+TEACHER_OPTS = ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(240,)"]
+
+
+def build_stages(out, mkd=False, extra_opts=()):
+    """
+    The training stages, in order, as (row label or None, Stage); ``extra_opts`` (KEY VALUE
+    pairs) are appended to every stage's overrides.
+    """
+
+    def path(*parts):
+        return os.path.join(out, *parts)
+
+    teacher_weights = path("teacher", "model_final.pth")
+    teacher = ["MODEL.DISTILL.TEACHER.WEIGHTS", teacher_weights]
+    stages = [
+        (
+            "teacher (R34 FPN-128)",
+            Stage(
+                "teacher",
+                os.path.join(SHAPES, "faster_rcnn_R34_FPN_tiny_teacher.yaml"),
+                path("teacher"),
+                TEACHER_OPTS,
+            ),
+        ),
+        (
+            "student alone (R18 FPN-64)",
+            Stage(
+                "student alone",
+                os.path.join(SHAPES, "faster_rcnn_R18_FPN_tiny.yaml"),
+                path("student_alone"),
+            ),
+        ),
+        (
+            "student + Shared-KD",
+            Stage(
+                "Shared-KD student",
+                os.path.join(SHAPES, "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),
+                path("sharedkd_student"),
+                teacher,
+                done_file=os.path.join("student", "model_final.pth"),
+            ),
+        ),
+    ]
+    if mkd:
+        ta = path("mkd_assistant", "student")
+        stages += [
+            (
+                None,  # a guide, not a row of the table
+                Stage(
+                    "teaching assistant",
+                    os.path.join(SHAPES, "mkd_faster_rcnn_R34_to_R18_FPN96_tiny_ta.yaml"),
+                    path("mkd_assistant"),
+                    teacher,
+                    done_file=os.path.join("student", "model_final.pth"),
+                ),
+            ),
+            (
+                None,
+                Stage(
+                    "teacher auto-encoder",
+                    os.path.join(SHAPES, "ae_faster_rcnn_R34_FPN_tiny_teacher.yaml"),
+                    path("mkd_autoencoder"),
+                    teacher,
+                ),
+            ),
+            (
+                "student + M-KD",
+                Stage(
+                    "M-KD student",
+                    os.path.join(SHAPES, "mkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),
+                    path("mkd_student"),
+                    teacher
+                    + ["MODEL.DISTILL.ASSISTANTS.CONFIG_FILES", repr([f"{ta}/config.yaml"])]
+                    + ["MODEL.DISTILL.ASSISTANTS.WEIGHTS", repr([f"{ta}/model_final.pth"])]
+                    + [
+                        "MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS",
+                        path("mkd_autoencoder", "model_final.pth"),
+                    ],
+                    done_file=os.path.join("student", "model_final.pth"),
+                ),
+            ),
+        ]
+    for _, stage in stages:
+        stage.opts = list(stage.opts) + list(extra_opts)
+    return stages
+
+
+def models_for_pictures(out, stages):
+    """(column title, config, weights) of every row's model: the exported students for KD runs."""
+    models = []
+    for label, stage in stages:
+        if label is None:
+            continue
+        if stage.done_file.startswith("student"):
+            folder = os.path.join(stage.output_dir, "student")
+            models.append((label, f"{folder}/config.yaml", f"{folder}/model_final.pth"))
+        else:
+            models.append((label, stage.config_file, f"{stage.output_dir}/model_final.pth"))
+    return models
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
+    parser.add_argument("--output-dir", default=os.path.join("output", "demo"))
+    parser.add_argument("--mkd", action="store_true", help="also train the M-KD student")
+    parser.add_argument("--dry-run", action="store_true", help="print the stages only")
+    parser.add_argument(
+        "--stage-opts",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides for every training stage (e.g. SOLVER.MAX_ITER 20 for a smoke run)",
+    )
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)  # configs name their inputs relative to the repository root
+    out = args.output_dir
+    start = time.perf_counter()
+
+    print(f"{PREFIX} dataset: {ensure_shapes_dataset()}", flush=True)
+    stages = build_stages(out, mkd=args.mkd, extra_opts=args.stage_opts)
+    rows = []
+    for label, stage in stages:
+        ran = run_stage(stage, ROOT, prefix=PREFIX, dry_run=args.dry_run) is not None
+        if label is not None:
+            rows.append(
+                {
+                    "stage": label,
+                    "output_dir": stage.output_dir,
+                    "seconds": recorded_seconds(stage.output_dir),
+                    "trained_in_this_run": ran,
+                    "bbox": final_bbox_metrics(stage.output_dir),
+                }
+            )
+    if args.dry_run:
+        return None
+
+    table = markdown_table(rows, "shapes_val, box AP")
+    models = models_for_pictures(out, stages)
+    picture = os.path.join(out, "qualitative.png")
+    if os.path.isfile(picture):
+        print(f"{PREFIX} qualitative.png: done, skipped", flush=True)
+    else:
+        print(f"{PREFIX} qualitative.png: drawing {[m[0] for m in models]}", flush=True)
+        qualitative_grid(models, picture, dataset="shapes_val", num_images=4)
+
+    # The student alone answers the paper's premise (gaps inside a student, before any
+    # cross-layer distillation, vs its gaps to the teacher); the distilled student's gaps show
+    # what Shared-KD changed.
+    (_, t_cfg, t_weights), alone, distilled = models[0], models[1], models[2]
+    gap_runs = [
+        ("student_alone", alone, out),
+        ("sharedkd_student", distilled, os.path.join(out, "feature_gaps_sharedkd")),
+    ]
+    gaps = {}
+    for name, (label, s_cfg, s_weights), folder in gap_runs:
+        json_path = os.path.join(folder, "feature_gaps.json")
+        if os.path.isfile(json_path):
+            print(f"{PREFIX} feature gaps ({label}): done, skipped", flush=True)
+        else:
+            print(f"{PREFIX} feature gaps ({label}): teacher x student on shapes_val", flush=True)
+            result = feature_gaps_from_files(
+                t_cfg, t_weights, s_cfg, s_weights, dataset="shapes_val", num_images=50
+            )
+            os.makedirs(folder, exist_ok=True)
+            write_feature_gaps(result, folder)
+        with open(json_path) as f:
+            gaps[name] = json.load(f)
+
+    results = {
+        "rows": rows,
+        "feature_gaps": {k: v.get("premise") for k, v in gaps.items()},
+        "pictures": {"qualitative": picture, "feature_gaps": os.path.join(out, "feature_gaps.png")},
+        "demo_seconds_this_run": round(time.perf_counter() - start, 1),
+        "command": " ".join([os.path.basename(sys.executable), "tools/demo.py", *(argv or [])]),
+    }
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(table)
+    for name, premise in results["feature_gaps"].items():
+        print(f"{PREFIX} feature gaps, {name}: {premise}")
+    print(f"{PREFIX} wrote {out}/results.md, results.json, qualitative.png, feature_gaps.png")
+    print(f"{PREFIX} this run took {results['demo_seconds_this_run']:.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()
