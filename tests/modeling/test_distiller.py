@@ -318,3 +318,17 @@ def test_teacher_is_not_run_when_no_loss_reads_it(tmp_path):
     with EventStorage():
         losses = model(random_batch(2))
     assert "loss_sharedkd_cross" in losses and not calls
+
+
+def test_prebuilt_guides_replace_the_configured_ones(tmp_path):
+    cfg = distill_cfg(tmp_path)
+    cfg.MODEL.DISTILL.TEACHER.WEIGHTS = ""  # would be an error if the teacher were built
+    teacher = build_model(get_tiny_cfg(fpn_channels=64)).requires_grad_(False).eval()
+    model = DistillationDetector(cfg, guides=[teacher])
+    assert model.teacher is teacher and model.guides == (teacher,)
+    assert model.losses["SharedKDLoss"][0].tsm.fused_channels == [64] * 4
+    with EventStorage():
+        losses = model(random_batch(2))
+    assert {"loss_sharedkd_ident", "loss_sharedkd_cross"} <= set(losses)
+    with pytest.raises(ValueError, match="2 guides given for a config with a teacher and 0"):
+        DistillationDetector(cfg, guides=[teacher, teacher])

@@ -1,7 +1,7 @@
 """The distillation meta-architecture: a student trained with frozen guides' guidance."""
 
 import logging
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -114,7 +114,15 @@ class DistillationDetector(nn.Module):
         self._register_load_state_dict_pre_hook(self._accept_plain_student_checkpoint)
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, guides: Optional[Sequence[nn.Module]] = None):
+        """
+        Args:
+            guides: frozen guides to use instead of building the teacher and the teaching
+                assistants from ``MODEL.DISTILL.TEACHER`` / ``.ASSISTANTS`` (the teacher first,
+                then one per TA config file), e.g. randomly initialised ones to time a step
+                without trained weights (``tools/benchmark.py --random-teacher``). Training
+                leaves it None.
+        """
         d = cfg.MODEL.DISTILL
         student_cfg = cfg.clone()
         student_cfg.defrost()
@@ -128,15 +136,23 @@ class DistillationDetector(nn.Module):
                 f"MODEL.DISTILL.ASSISTANTS.CONFIG_FILES ({len(ta.CONFIG_FILES)}) and .WEIGHTS "
                 f"({len(ta.WEIGHTS)}) must be parallel lists, one entry per teaching assistant"
             )
-        guides = [
-            build_teacher(
-                d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
-            )
-        ]
-        for config_file, weights in zip(ta.CONFIG_FILES, ta.WEIGHTS):
-            guides.append(
-                build_teacher(config_file, weights, (), cfg.MODEL.DEVICE, role="assistant")
-            )
+        if guides is not None:
+            guides = list(guides)
+            if len(guides) != 1 + len(ta.CONFIG_FILES):
+                raise ValueError(
+                    f"{len(guides)} guides given for a config with a teacher and "
+                    f"{len(ta.CONFIG_FILES)} teaching assistants"
+                )
+        else:
+            guides = [
+                build_teacher(
+                    d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
+                )
+            ]
+            for config_file, weights in zip(ta.CONFIG_FILES, ta.WEIGHTS):
+                guides.append(
+                    build_teacher(config_file, weights, (), cfg.MODEL.DEVICE, role="assistant")
+                )
 
         student_shapes = student.backbone.output_shape()
         in_features = list(d.IN_FEATURES) or sorted(
