@@ -1,0 +1,538 @@
+"""
+What distillation costs per training iteration: the student alone, the guides' forward, the
+distillation step, and the distillation losses alone, timed in one process on one batch.
+
+:func:`run_benchmark` measures, after warm-up, the wall time of
+
+- (a) ``student_step``: a training step (forward with its own losses, backward, optimizer and
+  LR-scheduler step) of the student built alone from the distillation config
+  (:func:`shared_kd.export.student_config`);
+- (b) ``teacher_forward``: ``DistillationDetector.guide_outputs`` of every guide the losses
+  read (the teacher, and teaching assistants if any), under ``torch.no_grad()``;
+- (c) ``distill_step``: a training step of the ``DistillationDetector`` built from the config;
+- (d) ``distill_losses``: forward + backward of ``DistillationDetector._distillation_losses``
+  alone, on student features and guide outputs captured once from a real step (the student's
+  as leaf tensors that require grad; the guides' served from the capture, not recomputed);
+
+and checks two targets: (c) <= 1.05 x ((a) + (b)) (the wrapper adds at most 5% over the work
+it cannot avoid) and (d) <= 3% of (c). Data loading is excluded: one batch of the config's
+train loader is reused every iteration. The four measurements run interleaved, one of each per
+round, so that a change in the machine's load affects all of them alike.
+
+Peak memory of (a) and (c) is measured in a fresh process each (``multiprocessing`` spawn) that
+builds only that model, so that neither includes the other's tensors or the allocator's cache.
+On CUDA the child reports ``torch.cuda.max_memory_allocated``; on CPU (Linux) its peak RSS
+(``VmHWM``; not ``ru_maxrss``, which a spawned child inherits from its parent) and its RSS
+before it built the model (``baseline_bytes``: the interpreter, torch and the batch).
+"""
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import platform
+import statistics
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import detectron2
+import torch
+import torch.nn as nn
+from detectron2.config import get_cfg
+from detectron2.data import build_detection_train_loader
+from detectron2.engine import DefaultTrainer
+from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import EventStorage
+
+from .config import add_sharedkd_config
+from .export import student_config
+from .modeling.autoencoder import TeacherAutoEncoder
+from .modeling.distiller import DistillationDetector
+from .modeling.outputs import DetectorOutputs
+from .modeling.teacher import DISTILL_META_ARCH, load_guide_config
+
+__all__ = [
+    "LOSS_SHARE_TARGET",
+    "MEASUREMENTS",
+    "OVERHEAD_TARGET",
+    "build_distiller",
+    "build_random_guides",
+    "build_student",
+    "format_report",
+    "load_batch",
+    "load_config",
+    "peak_memory",
+    "run_benchmark",
+]
+
+OVERHEAD_TARGET = 1.05  # (c) <= OVERHEAD_TARGET * ((a) + (b))
+LOSS_SHARE_TARGET = 0.03  # (d) <= LOSS_SHARE_TARGET * (c)
+
+# name -> label, in the order (a)-(d)
+MEASUREMENTS = {
+    "student_step": "(a) student alone: train step",
+    "teacher_forward": "(b) guides' forward (no_grad)",
+    "distill_step": "(c) distillation: train step",
+    "distill_losses": "(d) distillation losses: fwd + bwd",
+}
+
+
+def load_config(config_file: str, opts: Sequence[str] = ()):
+    """A distillation config from a file and ``KEY VALUE`` overrides, frozen."""
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg
+
+
+def _check_distill_cfg(cfg):
+    if cfg.MODEL.META_ARCHITECTURE != DISTILL_META_ARCH:
+        raise ValueError(
+            f"The benchmark needs a distillation config (MODEL.META_ARCHITECTURE "
+            f"{DISTILL_META_ARCH!r}), got {cfg.MODEL.META_ARCHITECTURE!r}."
+        )
+
+
+def _seed(cfg):
+    seed = cfg.SEED if cfg.SEED >= 0 else 0
+    torch.manual_seed(seed)
+    return seed
+
+
+def build_student(cfg) -> nn.Module:
+    """The distillation config's student, built alone (no guides, no distillation)."""
+    _check_distill_cfg(cfg)
+    _seed(cfg)
+    return build_model(student_config(cfg))
+
+
+def build_random_guides(cfg) -> List[nn.Module]:
+    """
+    The teacher and the teaching assistants, built from their config files (which must exist)
+    with random weights instead of loading ``WEIGHTS``; frozen and in eval mode, on
+    ``MODEL.DEVICE``, as :func:`shared_kd.modeling.build_teacher` returns them.
+    """
+    d = cfg.MODEL.DISTILL
+    specs = [(d.TEACHER.CONFIG_FILE, d.TEACHER.OPTS, "teacher")]
+    specs += [(f, (), "assistant") for f in d.ASSISTANTS.CONFIG_FILES]
+    guides = []
+    for config_file, opts, role in specs:
+        model = build_model(load_guide_config(config_file, opts, cfg.MODEL.DEVICE, role))
+        guides.append(model.requires_grad_(False).eval())
+    return guides
+
+
+def build_distiller(cfg, random_teacher: bool = False) -> DistillationDetector:
+    """
+    The ``DistillationDetector`` of a distillation config.
+
+    Args:
+        random_teacher: build the guides (teacher and TAs) with random weights (see
+            :func:`build_random_guides`) instead of loading their trained weights. The
+            inherit/explore loss's auto-encoder, which is tied to the trained teacher's weights,
+            is then a random one made for the random teacher. Timing does not depend on weights.
+    """
+    _check_distill_cfg(cfg)
+    _seed(cfg)
+    if not random_teacher:
+        return build_model(cfg)  # exactly what training builds
+    guides = build_random_guides(cfg)
+    with tempfile.TemporaryDirectory(prefix="sharedkd-bench-") as tmp:
+        if "InheritExploreLoss" in cfg.MODEL.DISTILL.LOSSES:
+            cfg = _with_random_autoencoder(cfg, guides[0], tmp)
+        model = DistillationDetector(cfg, guides=guides)
+    return model.to(torch.device(cfg.MODEL.DEVICE))
+
+
+def _with_random_autoencoder(cfg, teacher, folder):
+    """``cfg`` with ``AE_WEIGHTS`` pointing at a random stage-A checkpoint of ``teacher``."""
+    d = cfg.MODEL.DISTILL
+    shapes = teacher.backbone.output_shape()
+    in_features = list(d.IN_FEATURES) or sorted(shapes, key=lambda f: shapes[f].stride)
+    missing = [f for f in in_features if f not in shapes]
+    if missing:
+        raise ValueError(f"MODEL.DISTILL.IN_FEATURES names {missing}, not in the teacher's levels")
+    ae = TeacherAutoEncoder(
+        teacher=teacher, in_features=in_features, shapes=shapes, latent=d.INHERIT_EXPLORE.LATENT
+    )
+    path = os.path.join(folder, "random_autoencoder.pth")
+    torch.save({"model": ae.state_dict()}, path)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS = path
+    cfg.freeze()
+    return cfg
+
+
+def load_batch(cfg) -> List[Dict[str, Any]]:
+    """One batch (``SOLVER.IMS_PER_BATCH`` images) of the config's train loader, seeded."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.DATALOADER.NUM_WORKERS = 0  # one batch: no worker processes to start
+    seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)  # the sampler's order and augmentations
+    return next(iter(build_detection_train_loader(cfg)))
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Trainable:
+    """A model with detectron2's optimizer and LR scheduler; ``step`` is one SimpleTrainer step."""
+
+    def __init__(self, cfg, model: nn.Module):
+        self.model = model.train()
+        self.optimizer = DefaultTrainer.build_optimizer(cfg, model)
+        self.scheduler = DefaultTrainer.build_lr_scheduler(cfg, self.optimizer)
+        self.last_loss = float("nan")
+
+    def step(self, batch):
+        losses = self.model(batch)
+        total = sum(losses.values())
+        self.optimizer.zero_grad()
+        total.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self._total = total
+
+    def finish(self) -> float:
+        """The last step's total loss (read once at the end: ``.item()`` would synchronize)."""
+        self.last_loss = float(self._total.detach())
+        return self.last_loss
+
+
+def _build_trainable(cfg, which: str, random_teacher: bool) -> _Trainable:
+    if which == "student_step":
+        return _Trainable(cfg, build_student(cfg))
+    if which == "distill_step":
+        return _Trainable(cfg, build_distiller(cfg, random_teacher))
+    raise ValueError(f"Unknown trainable {which!r}")
+
+
+@dataclasses.dataclass
+class _Measurement:
+    name: str
+    run: Callable[[], Any]
+    prepare: Optional[Callable[[], None]] = None  # untimed, before each run
+
+
+def _time_interleaved(
+    measurements: List[_Measurement], iters: int, warmup: int, device: torch.device
+) -> Dict[str, List[float]]:
+    """Seconds per run of each measurement: ``warmup`` untimed rounds, then ``iters`` timed."""
+    samples = {m.name: [] for m in measurements}
+    for i in range(warmup + iters):
+        for m in measurements:
+            if m.prepare is not None:
+                m.prepare()
+            _sync(device)
+            start = time.perf_counter()
+            m.run()
+            _sync(device)
+            if i >= warmup:
+                samples[m.name].append(time.perf_counter() - start)
+    return samples
+
+
+def _guide_index(model, guide) -> int:
+    return next(i for i, g in enumerate(model.guides) if g is guide)
+
+
+@contextlib.contextmanager
+def _patched_guide_outputs(model, replacement):
+    """Route ``model.guide_outputs`` (looked up by ``_distillation_losses``) to ``replacement``."""
+    model.guide_outputs = replacement  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del model.guide_outputs
+
+
+def _capture(model: DistillationDetector, batch):
+    """
+    One dense step's inputs of the distillation losses: the student's outputs (as leaf tensors
+    that require grad) and each read guide's outputs, by guide index.
+    """
+    guide_outputs = model.guide_outputs
+    recorded: Dict[int, DetectorOutputs] = {}
+
+    def record(guide, batched_inputs):
+        out = guide_outputs(guide, batched_inputs)
+        recorded[_guide_index(model, guide)] = out
+        return out
+
+    model.train()
+    model.student(batch)  # the hooks record its features (and logits)
+    student = model._student_outputs()
+    with _patched_guide_outputs(model, record):
+        model._distillation_losses(student, batch, list(range(len(model.guides))))
+
+    def leaf(x):
+        return None if x is None else x.detach().requires_grad_()
+
+    student = dataclasses.replace(
+        student,
+        features={f: leaf(x) for f, x in student.features.items()},
+        class_logits=leaf(student.class_logits),
+        cache={},
+    )
+    return student, recorded
+
+
+def _summary(samples: List[float]) -> Dict[str, Any]:
+    if not samples:
+        return {"median_s": 0.0, "mean_s": 0.0, "min_s": 0.0, "max_s": 0.0, "count": 0}
+    return {
+        "median_s": statistics.median(samples),
+        "mean_s": statistics.mean(samples),
+        "min_s": min(samples),
+        "max_s": max(samples),
+        "count": len(samples),
+        "samples_s": list(samples),
+    }
+
+
+def _proc_status_bytes(*keys: str) -> Optional[List[int]]:
+    """Fields of ``/proc/self/status`` (Linux) in bytes, or None where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return [int(fields[k].split()[0]) * 1024 for k in keys]  # "123 kB"
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int):
+    device = torch.device(cfg.MODEL.DEVICE)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        # Not ru_maxrss: Linux carries the parent's peak RSS across fork + exec into it. VmHWM
+        # is this process's own high-water mark; writing 5 to clear_refs resets it to VmRSS.
+        with contextlib.suppress(OSError):
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        status = _proc_status_bytes("VmRSS")
+        if status is None:
+            raise RuntimeError("CPU peak memory needs Linux's /proc/self/status; use --no-memory")
+        baseline = status[0]
+    trainable = _build_trainable(cfg, which, random_teacher)
+    with EventStorage():
+        for _ in range(steps):
+            trainable.step(batch)
+    _sync(device)
+    if device.type == "cuda":
+        return {
+            "kind": "cuda_max_memory_allocated",
+            "peak_bytes": torch.cuda.max_memory_allocated(),
+        }
+    return {
+        "kind": "cpu_peak_rss",
+        "peak_bytes": _proc_status_bytes("VmHWM")[0],
+        "baseline_bytes": baseline,
+    }
+
+
+def peak_memory(cfg, batch, which: str, random_teacher: bool = False, steps: int = 3):
+    """
+    Peak memory of ``steps`` training steps of one model, in a fresh (spawned) process that
+    builds only that model.
+
+    Args:
+        which: "student_step" (the student alone) or "distill_step" (the DistillationDetector).
+
+    Returns:
+        dict: ``kind`` ("cuda_max_memory_allocated" or "cpu_peak_rss"), ``peak_bytes``, and on
+        CPU ``baseline_bytes``, the child's peak RSS before it built the model.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_peak_memory_worker, cfg, batch, which, random_teacher, steps).result()
+
+
+def run_benchmark(
+    cfg,
+    *,
+    iters: int = 20,
+    warmup: int = 5,
+    random_teacher: bool = False,
+    memory: bool = True,
+    batch: Optional[List[Dict[str, Any]]] = None,
+    config_file: str = "",
+) -> Dict[str, Any]:
+    """
+    Time (a)-(d) (see the module docstring) and check the targets.
+
+    Args:
+        cfg: a distillation config (``MODEL.META_ARCHITECTURE: "DistillationDetector"``).
+        iters: timed rounds (samples per measurement), >= 1.
+        warmup: untimed rounds first, >= 0.
+        random_teacher: see :func:`build_distiller`.
+        memory: also measure the peak memory of (a) and (c), each in a fresh process.
+        batch: the batch to reuse; default: :func:`load_batch`.
+        config_file: recorded in the result.
+
+    Returns:
+        dict: JSON-serialisable; ``timings`` (name -> median/mean/min/max seconds, count,
+        samples), ``memory`` (name -> peak bytes, or None), ``targets`` (name -> value, limit,
+        passed) and the environment (device, versions, threads, config).
+    """
+    _check_distill_cfg(cfg)
+    if iters < 1 or warmup < 0:
+        raise ValueError(f"iters must be >= 1 and warmup >= 0, got {iters} and {warmup}")
+    device = torch.device(cfg.MODEL.DEVICE)
+    batch = load_batch(cfg) if batch is None else batch
+
+    student = _Trainable(cfg, build_student(cfg))
+    distill = _Trainable(cfg, build_distiller(cfg, random_teacher))
+    model: DistillationDetector = distill.model
+    with EventStorage() as storage:
+        captured_student, guide_outputs = _capture(model, batch)
+        # The tap's state after the capture (e.g. R-CNN's sampled proposals, which the guides'
+        # box heads score); (c)'s steps clear it, (b) restores it before each run.
+        tap_state = dict(vars(model.logit_tap)) if model.logit_tap is not None else {}
+        read = [model.guides[i] for i in sorted(guide_outputs)]
+        every_guide = list(range(len(model.guides)))  # a dense step, as in the capture
+
+        def restore_tap():
+            if model.logit_tap is not None:
+                vars(model.logit_tap).update(tap_state)
+
+        def teacher_forward():
+            for guide in read:
+                model.guide_outputs(guide, batch)
+
+        def serve(guide, _batched_inputs):
+            return dataclasses.replace(guide_outputs[_guide_index(model, guide)], cache={})
+
+        leaves = [x for x in captured_student.features.values()]
+        leaves += (
+            [captured_student.class_logits] if captured_student.class_logits is not None else []
+        )
+
+        def distill_losses():
+            for x in leaves:
+                x.grad = None
+            model.losses.zero_grad(set_to_none=True)
+            s = dataclasses.replace(captured_student, cache={})  # a fresh per-step memo
+            with _patched_guide_outputs(model, serve):
+                terms = model._distillation_losses(s, batch, every_guide)
+            if terms:
+                sum(terms.values()).backward()
+
+        def step(trainable):
+            def run():
+                trainable.step(batch)
+                storage.step()
+
+            return run
+
+        measurements = [
+            _Measurement("student_step", step(student)),
+            _Measurement("teacher_forward", teacher_forward, restore_tap),
+            _Measurement("distill_step", step(distill)),
+            _Measurement("distill_losses", distill_losses),
+        ]
+        samples = _time_interleaved(measurements, iters, warmup, device)
+        if not read:
+            samples["teacher_forward"] = []  # no loss reads a guide: (c) runs none
+    final_losses = {"student_step": student.finish(), "distill_step": distill.finish()}
+    timings = {name: _summary(samples[name]) for name in MEASUREMENTS}
+
+    mem = {"student_step": None, "distill_step": None}
+    if memory:
+        del student, distill, model  # the children load their own copies
+        for which in mem:
+            mem[which] = peak_memory(cfg, batch, which, random_teacher)
+
+    a, b, c, d = (timings[n]["median_s"] for n in MEASUREMENTS)
+    overhead = c / (a + b)
+    share = d / c
+    return {
+        "config_file": config_file,
+        "device": str(device),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
+        "cpu_count": os.cpu_count(),
+        "torch_num_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "detectron2": detectron2.__version__,
+        "python": platform.python_version(),
+        "random_teacher": random_teacher,
+        "ims_per_batch": len(batch),
+        "image_sizes": [list(x["image"].shape[-2:]) for x in batch],
+        "losses": list(cfg.MODEL.DISTILL.LOSSES),
+        "guides": len(model.guides),
+        "guides_read": len(read),
+        "drop_prob": cfg.MODEL.DISTILL.ASSISTANTS.DROP_PROB,
+        "iters": iters,
+        "warmup": warmup,
+        "timings": timings,
+        "memory": mem,
+        "final_losses": final_losses,
+        "targets": {
+            "overhead": {
+                "definition": f"(c) <= {OVERHEAD_TARGET} x ((a) + (b))",
+                "value": overhead,
+                "limit": OVERHEAD_TARGET,
+                "passed": overhead <= OVERHEAD_TARGET,
+            },
+            "loss_share": {
+                "definition": f"(d) <= {LOSS_SHARE_TARGET:.0%} of (c)",
+                "value": share,
+                "limit": LOSS_SHARE_TARGET,
+                "passed": share <= LOSS_SHARE_TARGET,
+            },
+        },
+    }
+
+
+def _mib(n):
+    return "-" if n is None else f"{n / 2**20:.0f} MiB"
+
+
+def format_report(result: Dict[str, Any]) -> str:
+    """The result as two markdown tables: the measurements, then the targets."""
+    lines = [
+        f"Config: `{result['config_file']}`; device {result['device']} "
+        f"({result['device_name']}, {result['torch_num_threads']} threads); torch "
+        f"{result['torch']}, detectron2 {result['detectron2']}; batch of "
+        f"{result['ims_per_batch']}; {result['warmup']} warm-up + {result['iters']} timed "
+        f"rounds" + ("; random guides" if result["random_teacher"] else ""),
+        "",
+        "| measurement | median (ms) | min (ms) | max (ms) | samples | peak memory |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in MEASUREMENTS.items():
+        t = result["timings"][name]
+        m = result["memory"].get(name)
+        if m is None:
+            peak = "-"
+        elif m["kind"] == "cpu_peak_rss":
+            peak = f"{_mib(m['peak_bytes'])} RSS (+{_mib(m['peak_bytes'] - m['baseline_bytes'])})"
+        else:
+            peak = _mib(m["peak_bytes"])
+        lines.append(
+            f"| {label} | {t['median_s'] * 1e3:.1f} | {t['min_s'] * 1e3:.1f} | "
+            f"{t['max_s'] * 1e3:.1f} | {t['count']} | {peak} |"
+        )
+    ov, ls = result["targets"]["overhead"], result["targets"]["loss_share"]
+    lines += [
+        "",
+        "| target | measured | limit | result |",
+        "|---|---:|---:|---|",
+        f"| {ov['definition']} | {ov['value']:.3f} x | {ov['limit']:.2f} x | "
+        f"{'PASS' if ov['passed'] else 'FAIL'} |",
+        f"| {ls['definition']} | {ls['value']:.1%} | {ls['limit']:.0%} | "
+        f"{'PASS' if ls['passed'] else 'FAIL'} |",
+    ]
+    return "\n".join(lines)
