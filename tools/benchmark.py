@@ -3,7 +3,7 @@
 Time what distillation adds to a training iteration, on one batch of the config's train loader.
 
     python tools/benchmark.py --config-file <distillation config> [--iters 20] [--warmup 5] \\
-        [--output out.json] [--random-teacher] [--no-memory] [KEY VALUE ...]
+        [--output out.json] [--random-teacher] [--no-memory] [--num-threads N] [KEY VALUE ...]
 
 Measures the median wall time of (a) a training step of the student alone, (b) the guides'
 forward, (c) a training step of the DistillationDetector and (d) the distillation losses'
@@ -18,6 +18,7 @@ import json
 import os
 import sys
 
+import torch
 from detectron2.utils.logger import setup_logger
 
 import shared_kd  # noqa: F401  (registers the datasets, meta-architectures and losses)
@@ -39,10 +40,19 @@ def main(argv=None):
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the peak-memory measurements"
     )
+    parser.add_argument(
+        "--num-threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads (default: torch's choice); on a shared machine, fewer "
+        "threads than cores give steadier timings",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
 
     setup_logger(name="shared_kd")
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)  # the peak-memory processes use as many
     cfg = load_config(args.config_file, args.opts)
     result = run_benchmark(
         cfg,

@@ -308,7 +308,8 @@ def _proc_status_bytes(*keys: str) -> Optional[List[int]]:
         return None
 
 
-def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int):
+def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int, threads: int):
+    torch.set_num_threads(threads)
     device = torch.device(cfg.MODEL.DEVICE)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -342,7 +343,7 @@ def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int
 def peak_memory(cfg, batch, which: str, random_teacher: bool = False, steps: int = 3):
     """
     Peak memory of ``steps`` training steps of one model, in a fresh (spawned) process that
-    builds only that model.
+    builds only that model and uses this process's ``torch.get_num_threads()``.
 
     Args:
         which: "student_step" (the student alone) or "distill_step" (the DistillationDetector).
@@ -353,7 +354,10 @@ def peak_memory(cfg, batch, which: str, random_teacher: bool = False, steps: int
     """
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        return pool.submit(_peak_memory_worker, cfg, batch, which, random_teacher, steps).result()
+        job = pool.submit(
+            _peak_memory_worker, cfg, batch, which, random_teacher, steps, torch.get_num_threads()
+        )
+        return job.result()
 
 
 def run_benchmark(
