@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from shared_kd.benchmark import MEASUREMENTS, format_report, peak_memory, run_benchmark
+from shared_kd.benchmark import MEASUREMENTS, format_report, run_benchmark
 from shared_kd.utils.testing import get_tiny_cfg, random_batch
 
 from .conftest import REPO_ROOT
@@ -78,11 +78,16 @@ def test_not_a_distillation_config():
         run_benchmark(get_tiny_cfg(), iters=1, memory=False, batch=random_batch(2))
 
 
-def test_peak_memory_in_a_fresh_process(tmp_path):
+def test_peak_memory_in_fresh_processes(tmp_path):
     cfg = _distill_cfg(tmp_path)
-    mem = peak_memory(cfg, random_batch(2), "student_step", steps=1)
-    assert mem["kind"] == "cpu_peak_rss"
-    assert mem["peak_bytes"] > mem["baseline_bytes"] > 0
+    result = run_benchmark(
+        cfg, iters=1, warmup=0, random_teacher=True, memory=True, batch=random_batch(2)
+    )
+    _check_result(result)
+    for mem in result["memory"].values():
+        assert mem["kind"] == "cpu_peak_rss"
+        assert mem["peak_bytes"] > mem["baseline_bytes"] > 0
+    assert "RSS (+" in format_report(result)
 
 
 def _load_tool():

@@ -451,7 +451,6 @@ def run_benchmark(
 
     mem = {"student_step": None, "distill_step": None}
     if memory:
-        del student, distill, model  # the children load their own copies
         for which in mem:
             mem[which] = peak_memory(cfg, batch, which, random_teacher)
 
