@@ -147,6 +147,38 @@ def test_tsm_three_levels_and_channel_cropping():
     assert out[2] is t2
 
 
+def test_tsm_fuses_only_the_requested_channels():
+    tsm = TeacherShareModule([4, 4, 4])
+    for conv in tsm.fuse:
+        nn.init.normal_(conv.weight)  # gates that depend on every channel
+    t = [torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4), torch.randn(2, 4, 2, 2)]
+    full = tsm(t)
+    cropped = tsm(t, channels=[2, 3, 1])
+    assert_close(cropped[0], full[0][:, :2])
+    assert_close(cropped[1], full[1][:, :3])
+    assert cropped[2] is t[2]  # the coarsest level passes through; align_pair crops it
+
+
+def test_identical_loss_narrow_student_same_value_and_gradients_as_full_fusion():
+    # The loss asks the TSM for the student's channels only; a full fusion cropped by
+    # align_pair must give the same loss and the same TSM gradients.
+    s = [torch.randn(2, 2, 8, 8, requires_grad=True), torch.randn(2, 3, 4, 4)]
+    t = [torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4)]
+    loss = _loss(teacher_channels=[4, 4], cross=False)
+    nn.init.normal_(loss.tsm.fuse[0].weight)
+    out = _run(loss, {"p2": s[0], "p3": s[1]}, {"p2": t[0], "p3": t[1]})[IDENT]
+    out.backward()
+    grads = [p.grad.clone() for p in loss.tsm.parameters()] + [s[0].grad.clone()]
+    loss.tsm.zero_grad()
+    s[0].grad = None
+    fused = loss.tsm(t)  # every channel, cropped afterwards
+    ref = 2.0 * (_mse(s[0], fused[0][:, :2]) + _mse(s[1], t[1][:, :3])) / 2
+    ref.backward()
+    assert_close(out, ref)
+    for got, want in zip(grads, [p.grad for p in loss.tsm.parameters()] + [s[0].grad]):
+        assert_close(got, want)
+
+
 def test_tsm_rejects_bad_options():
     with pytest.raises(ValueError):
         TeacherShareModule([2, 2], upsample="bicubic")

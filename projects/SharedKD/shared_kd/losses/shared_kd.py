@@ -12,7 +12,7 @@ Shared-KD (Electronics 2024, 13(8):1595), as ``../shared/docs/METHODS.md`` reads
 ``||.||^2`` is a mean over elements, then averaged over levels or pairs.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -59,22 +59,32 @@ class TeacherShareModule(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(
+        self, features: List[torch.Tensor], channels: Optional[Sequence[int]] = None
+    ) -> List[torch.Tensor]:
         """
         Args:
             features: teacher maps fine to coarse, level ``l`` of shape N x C_l x H_l x W_l.
+            channels: if given, fuse only the first ``channels[l]`` channels of level ``l`` (the
+                gates still see all of them): the same values as cropping the result, without
+                computing the channels a loss would crop away.
 
         Returns:
-            list[Tensor]: ``T'_l``, N x min(C_l, C_{l+1}) x H_l x W_l; the last one is ``T_L``.
+            list[Tensor]: ``T'_l``, N x min(C_l, C_{l+1}[, channels[l]]) x H_l x W_l; the last
+            one is ``T_L``.
         """
         fused = []
-        for conv, c, fine, coarse in zip(self.fuse, self.fused_channels, features, features[1:]):
+        for i, (conv, c, fine, coarse) in enumerate(
+            zip(self.fuse, self.fused_channels, features, features[1:])
+        ):
             fine = crop_channels(fine, c)
             kwargs = {} if self.upsample == "nearest" else {"align_corners": False}
             up = F.interpolate(
                 crop_channels(coarse, c), size=fine.shape[-2:], mode=self.upsample, **kwargs
             )
             gates = torch.sigmoid(conv(torch.cat([fine, up], dim=1)))  # N x 2 x H x W
+            if channels is not None:
+                fine, up = crop_channels(fine, channels[i]), crop_channels(up, channels[i])
             fused.append(fine * gates[:, :1] + up * gates[:, 1:])
         return fused + [features[-1]]
 
@@ -170,7 +180,10 @@ class SharedKDLoss(nn.Module):
 
     def identical_loss(self, student: List[torch.Tensor], teacher: List[torch.Tensor]):
         """``mean_l || A(S_l) - A(T'_l) ||^2`` on lists of maps, fine to coarse."""
-        targets = self.tsm(teacher) if self.tsm is not None else teacher
+        targets = teacher
+        if self.tsm is not None:
+            # align_pair keeps min(C_S, C_T') channels of each level: fuse no more than that.
+            targets = self.tsm(teacher, channels=[s.shape[1] for s in student])
         terms = [F.mse_loss(*align_pair(s, t)) for s, t in zip(student, targets)]
         return torch.stack(terms).mean()
 
