@@ -15,6 +15,7 @@ from shared_kd.losses import (
     build_distill_losses,
     cross_layer_pairs,
 )
+from shared_kd.modeling.alignment import align_pair
 from shared_kd.modeling.outputs import DetectorOutputs
 
 IDENT = "loss_sharedkd_ident"
@@ -253,6 +254,30 @@ def test_cross_loss_three_levels_by_hand():
     loss_all = _loss(levels=("p2", "p3", "p4"), alpha=0.5, identical=False, cross_pairs="all")
     c = _mse(s4, _pool2(_pool2(s2)))
     assert_close(_run(loss_all, s, {})[CROSS], 0.5 * (2 * a + 2 * b + 2 * c) / 6)
+
+
+@pytest.mark.parametrize("mode", ["adjacent", "all"])
+def test_cross_loss_matches_a_pair_by_pair_computation(mode):
+    # Each unordered pair is aligned once and used both ways: same value and gradients as
+    # aligning every ordered pair on its own.
+    levels = ("p2", "p3", "p4", "p5")
+    s = [
+        torch.randn(2, c, 16 >> i, 16 >> i, requires_grad=True) for i, c in enumerate([4, 3, 4, 2])
+    ]
+    loss = _loss(levels=levels, alpha=1.5, identical=False, cross_pairs=mode)
+    _run(loss, dict(zip(levels, s)), {})[CROSS].backward()
+    grads = [x.grad.clone() for x in s]
+    for x in s:
+        x.grad = None
+    ref = []
+    for i, j in cross_layer_pairs(len(levels), mode):
+        guided, guide = align_pair(s[j], s[i])
+        ref.append(_mse(guided, guide.detach()))
+    ref = 1.5 * torch.stack(ref).mean()
+    ref.backward()
+    assert_close(_run(loss, dict(zip(levels, s)), {})[CROSS], ref)
+    for got, x in zip(grads, s):
+        assert_close(got, x.grad)
 
 
 def test_cross_loss_channel_cropping():

@@ -191,9 +191,15 @@ class SharedKDLoss(nn.Module):
         """``mean_(i,j) || A(S_j, like=S_i) - sg(A(S_i, like=S_j)) ||^2``."""
         if not self.pairs:  # a single level: keep the graph alive for DDP
             return student[0].sum() * 0.0
+        # (i, j) and (j, i) align the same two maps: pool them once, use each side both ways.
+        aligned = {}
         terms = []
         for i, j in self.pairs:
-            guided, guide = align_pair(student[j], student[i])
+            lo, hi = min(i, j), max(i, j)
+            if (lo, hi) not in aligned:
+                aligned[lo, hi] = align_pair(student[lo], student[hi])
+            at_lo, at_hi = aligned[lo, hi]  # A(S_lo, like=S_hi), A(S_hi, like=S_lo)
+            guided, guide = (at_hi, at_lo) if i == lo else (at_lo, at_hi)
             terms.append(F.mse_loss(guided, guide.detach()))
         return torch.stack(terms).mean()
 
