@@ -68,6 +68,18 @@ def test_mkd_with_logits_assistant_and_autoencoder(tmp_path):
     _check_result(result, guides_read=2)
 
 
+def test_no_guide_read(tmp_path):
+    cfg = _distill_cfg(tmp_path)
+    cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = False  # the cross-layer term reads no guide
+    result = run_benchmark(
+        cfg, iters=1, warmup=0, random_teacher=True, memory=False, batch=random_batch(2)
+    )
+    assert result["guides_read"] == 0 and result["timings"]["teacher_forward"]["count"] == 0
+    assert result["timings"]["distill_losses"]["median_s"] > 0
+    json.dumps(result)
+    format_report(result)
+
+
 def test_untrained_teacher_is_an_error_without_random_teacher(tmp_path):
     with pytest.raises(FileNotFoundError, match="MODEL.DISTILL.TEACHER.WEIGHTS"):
         run_benchmark(_distill_cfg(tmp_path), iters=1, memory=False, batch=random_batch(2))

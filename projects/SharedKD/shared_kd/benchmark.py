@@ -29,6 +29,8 @@ before it built the model (``baseline_bytes``: the interpreter, torch and the ba
 import concurrent.futures
 import contextlib
 import dataclasses
+import logging
+import math
 import multiprocessing
 import os
 import platform
@@ -67,6 +69,8 @@ __all__ = [
     "peak_memory",
     "run_benchmark",
 ]
+
+logger = logging.getLogger(__name__)
 
 OVERHEAD_TARGET = 1.05  # (c) <= OVERHEAD_TARGET * ((a) + (b))
 LOSS_SHARE_TARGET = 0.03  # (d) <= LOSS_SHARE_TARGET * (c)
@@ -190,7 +194,7 @@ class _Trainable:
         self.model = model.train()
         self.optimizer = DefaultTrainer.build_optimizer(cfg, model)
         self.scheduler = DefaultTrainer.build_lr_scheduler(cfg, self.optimizer)
-        self.last_loss = float("nan")
+        self._total = None
 
     def step(self, batch):
         losses = self.model(batch)
@@ -203,8 +207,7 @@ class _Trainable:
 
     def finish(self) -> float:
         """The last step's total loss (read once at the end: ``.item()`` would synchronize)."""
-        self.last_loss = float(self._total.detach())
-        return self.last_loss
+        return float("nan") if self._total is None else float(self._total.detach())
 
 
 def _build_trainable(cfg, which: str, random_teacher: bool) -> _Trainable:
@@ -287,7 +290,14 @@ def _capture(model: DistillationDetector, batch):
 
 def _summary(samples: List[float]) -> Dict[str, Any]:
     if not samples:
-        return {"median_s": 0.0, "mean_s": 0.0, "min_s": 0.0, "max_s": 0.0, "count": 0}
+        return {
+            "median_s": 0.0,
+            "mean_s": 0.0,
+            "min_s": 0.0,
+            "max_s": 0.0,
+            "count": 0,
+            "samples_s": [],
+        }
     return {
         "median_s": statistics.median(samples),
         "mean_s": statistics.mean(samples),
@@ -447,6 +457,11 @@ def run_benchmark(
         if not read:
             samples["teacher_forward"] = []  # no loss reads a guide: (c) runs none
     final_losses = {"student_step": student.finish(), "distill_step": distill.finish()}
+    if not all(math.isfinite(v) for v in final_losses.values()):
+        logger.warning(
+            f"A timed model diverged (last total losses {final_losses}); its timings may not "
+            "be those of a healthy run. Lower SOLVER.BASE_LR or use fewer iterations."
+        )
     timings = {name: _summary(samples[name]) for name in MEASUREMENTS}
 
     mem = {"student_step": None, "distill_step": None}
