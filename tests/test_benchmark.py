@@ -40,7 +40,8 @@ def _check_result(result, guides_read=1):
         assert 0 < t["min_s"] <= t["median_s"] <= t["max_s"], name
     assert result["guides_read"] == guides_read
     for target in result["targets"].values():
-        assert target["value"] > 0 and isinstance(target["passed"], bool)
+        assert target["value"] > 0 and target["paired_median"] > 0
+        assert isinstance(target["passed"], bool)
     assert all(torch.isfinite(torch.tensor(v)) for v in result["final_losses"].values())
     report = format_report(result)
     assert all(label in report for label in MEASUREMENTS.values())

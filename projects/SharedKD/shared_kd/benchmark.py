@@ -472,6 +472,11 @@ def run_benchmark(
     a, b, c, d = (timings[n]["median_s"] for n in MEASUREMENTS)
     overhead = c / (a + b)
     share = d / c
+    # The same ratios within each round (the four run back to back), then their median: less
+    # sensitive to the machine's load drifting between rounds. Reported, not judged.
+    rounds = list(zip(*(samples[n] or [0.0] * iters for n in MEASUREMENTS)))
+    overhead_paired = statistics.median(rc / (ra + rb) for ra, rb, rc, _ in rounds)
+    share_paired = statistics.median(rd / rc for _, _, rc, rd in rounds)
     return {
         "config_file": config_file,
         "device": str(device),
@@ -501,12 +506,14 @@ def run_benchmark(
             "overhead": {
                 "definition": f"(c) <= {OVERHEAD_TARGET} x ((a) + (b))",
                 "value": overhead,
+                "paired_median": overhead_paired,
                 "limit": OVERHEAD_TARGET,
                 "passed": overhead <= OVERHEAD_TARGET,
             },
             "loss_share": {
                 "definition": f"(d) <= {LOSS_SHARE_TARGET:.0%} of (c)",
                 "value": share,
+                "paired_median": share_paired,
                 "limit": LOSS_SHARE_TARGET,
                 "passed": share <= LOSS_SHARE_TARGET,
             },
@@ -546,11 +553,14 @@ def format_report(result: Dict[str, Any]) -> str:
     ov, ls = result["targets"]["overhead"], result["targets"]["loss_share"]
     lines += [
         "",
-        "| target | measured | limit | result |",
-        "|---|---:|---:|---|",
+        "| target | measured (medians) | limit | result | per-round median |",
+        "|---|---:|---:|---|---:|",
         f"| {ov['definition']} | {ov['value']:.3f} x | {ov['limit']:.2f} x | "
-        f"{'PASS' if ov['passed'] else 'FAIL'} |",
+        f"{'PASS' if ov['passed'] else 'FAIL'} | {ov['paired_median']:.3f} x |",
         f"| {ls['definition']} | {ls['value']:.1%} | {ls['limit']:.0%} | "
-        f"{'PASS' if ls['passed'] else 'FAIL'} |",
+        f"{'PASS' if ls['passed'] else 'FAIL'} | {ls['paired_median']:.1%} |",
+        "",
+        "Targets are judged on the medians; the per-round median (each round runs (a)-(d) back "
+        "to back) is shown as a check against load drift.",
     ]
     return "\n".join(lines)
