@@ -7,6 +7,7 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from torch.testing import assert_close
 
+import shared_kd.losses.shared_kd as shared_kd_module
 from shared_kd.config import add_sharedkd_config
 from shared_kd.losses import (
     DISTILL_LOSS_REGISTRY,
@@ -15,6 +16,7 @@ from shared_kd.losses import (
     build_distill_losses,
     cross_layer_pairs,
 )
+from shared_kd.losses.shared_kd import conv_as_shifted_taps
 from shared_kd.modeling.alignment import align_pair
 from shared_kd.modeling.outputs import DetectorOutputs
 
@@ -177,6 +179,29 @@ def test_identical_loss_narrow_student_same_value_and_gradients_as_full_fusion()
     ref.backward()
     assert_close(out, ref)
     for got, want in zip(grads, [p.grad for p in loss.tsm.parameters()] + [s[0].grad]):
+        assert_close(got, want)
+
+
+def test_conv_as_shifted_taps_equals_the_conv():
+    conv = nn.Conv2d(6, 2, 3, padding=1)
+    x = torch.randn(2, 6, 5, 7, requires_grad=True)
+    out = conv_as_shifted_taps(conv, x)
+    ref = conv(x)
+    assert_close(out, ref)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(out, [x, conv.weight, conv.bias], g)
+    for got, want in zip(grads, torch.autograd.grad(ref, [x, conv.weight, conv.bias], g)):
+        assert_close(got, want)
+
+
+def test_tsm_on_cpu_same_as_with_the_plain_conv(monkeypatch):
+    tsm = TeacherShareModule([4, 4, 4])
+    for conv in tsm.fuse:
+        nn.init.normal_(conv.weight)
+    t = [torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4), torch.randn(2, 4, 2, 2)]
+    out = tsm(t)
+    monkeypatch.setattr(shared_kd_module, "conv_as_shifted_taps", lambda conv, x: conv(x))
+    for got, want in zip(out, tsm(t)):
         assert_close(got, want)
 
 
