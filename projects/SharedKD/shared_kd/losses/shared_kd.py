@@ -29,23 +29,18 @@ __all__ = ["SharedKDLoss", "TeacherShareModule", "conv_as_shifted_taps", "cross_
 def conv_as_shifted_taps(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """
     ``conv(x)`` for a stride-1 conv with odd kernel ``k`` and "same" zero padding, computed as
-    one 1x1 conv to ``k * k * C_out`` maps (one per kernel tap) and ``k * k`` shifted sums. The
-    same values; on CPU, where a direct k x k conv with very few output maps (the TSM's 2
-    gates) is slow, several times faster (measured at 256 -> 2 channels, 4 x 32 x 32, one
-    thread: forward + backward 6.8 -> 2.5 ms).
+    one 1x1 conv to ``C_out * k * k`` maps (one per kernel tap) whose shifted copies ``F.fold``
+    sums. The same values; on CPU, where a direct k x k conv with very few output maps (the
+    TSM's 2 gates) is slow, about 2-3x faster (measured at 256 -> 2 channels, 4 x 32 x 32,
+    forward + backward: 8.6 -> 2.7 ms on one thread, 4.9 -> 2.5 ms on two).
     """
     o, k = conv.out_channels, conv.kernel_size[0]
-    p = k // 2
-    # tap-major: maps (i * k + j) * o ... + o - 1 are tap (i, j) of every output
-    weight = conv.weight.permute(2, 3, 0, 1).reshape(k * k * o, conv.in_channels, 1, 1)
-    taps = F.pad(F.conv2d(x, weight), (p, p, p, p))
-    h, w = x.shape[-2:]
-    out = conv.bias.view(1, o, 1, 1) if conv.bias is not None else 0
-    for i in range(k):
-        for j in range(k):
-            t = (i * k + j) * o
-            out = out + taps[:, t : t + o, i : i + h, j : j + w]
-    return out
+    # fold adds block (i, j) of column (y, x) at (y + i - p, x + j - p); a conv reads
+    # x[y + i - p, x + j - p] into output (y, x): the same taps, mirrored.
+    weight = conv.weight.flip(2, 3).permute(0, 2, 3, 1).reshape(o * k * k, conv.in_channels, 1, 1)
+    columns = F.conv2d(x, weight).flatten(2)  # N x (C_out k k) x HW
+    out = F.fold(columns, tuple(x.shape[-2:]), kernel_size=k, padding=k // 2)
+    return out if conv.bias is None else out + conv.bias.view(1, o, 1, 1)
 
 
 class TeacherShareModule(nn.Module):
