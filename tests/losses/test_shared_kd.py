@@ -3,11 +3,11 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from torch.testing import assert_close
 
-import shared_kd.losses.shared_kd as shared_kd_module
 from shared_kd.config import add_sharedkd_config
 from shared_kd.losses import (
     DISTILL_LOSS_REGISTRY,
@@ -16,7 +16,7 @@ from shared_kd.losses import (
     build_distill_losses,
     cross_layer_pairs,
 )
-from shared_kd.losses.shared_kd import conv_as_shifted_taps
+from shared_kd.losses.shared_kd import gate_logits
 from shared_kd.modeling.alignment import align_pair
 from shared_kd.modeling.outputs import DetectorOutputs
 
@@ -182,27 +182,43 @@ def test_identical_loss_narrow_student_same_value_and_gradients_as_full_fusion()
         assert_close(got, want)
 
 
-def test_conv_as_shifted_taps_equals_the_conv():
-    conv = nn.Conv2d(6, 2, 3, padding=1)
-    x = torch.randn(2, 6, 5, 7, requires_grad=True)
-    out = conv_as_shifted_taps(conv, x)
-    ref = conv(x)
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_gate_logits_equal_the_conv_of_the_concatenation(k, mode):
+    conv = nn.Conv2d(6, 2, k, padding=k // 2)
+    fine = torch.randn(2, 3, 6, 8)
+    coarse = torch.randn(2, 3, 3, 4)
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
+
+    def resize(x):
+        return F.interpolate(x, size=(6, 8), mode=mode, **kwargs)
+
+    out = gate_logits(conv, fine, coarse, resize)
+    ref = conv(torch.cat([fine, resize(coarse)], dim=1))
     assert_close(out, ref)
     g = torch.randn_like(ref)
-    grads = torch.autograd.grad(out, [x, conv.weight, conv.bias], g)
-    for got, want in zip(grads, torch.autograd.grad(ref, [x, conv.weight, conv.bias], g)):
+    grads = torch.autograd.grad(out, [conv.weight, conv.bias], g)
+    for got, want in zip(grads, torch.autograd.grad(ref, [conv.weight, conv.bias], g)):
         assert_close(got, want)
 
 
-def test_tsm_on_cpu_same_as_with_the_plain_conv(monkeypatch):
-    tsm = TeacherShareModule([4, 4, 4])
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_tsm_is_the_papers_formula_with_trained_gates(mode):
+    tsm = TeacherShareModule([4, 4, 4], upsample=mode)
     for conv in tsm.fuse:
         nn.init.normal_(conv.weight)
+        nn.init.normal_(conv.bias)
     t = [torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4), torch.randn(2, 4, 2, 2)]
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
     out = tsm(t)
-    monkeypatch.setattr(shared_kd_module, "conv_as_shifted_taps", lambda conv, x: conv(x))
-    for got, want in zip(out, tsm(t)):
-        assert_close(got, want)
+    for level, conv in enumerate(tsm.fuse):
+        fine = t[level]
+        up = F.interpolate(t[level + 1], size=fine.shape[-2:], mode=mode, **kwargs)
+        a = torch.sigmoid(conv(torch.cat([fine, up], dim=1)))
+        assert_close(out[level], fine * a[:, :1] + up * a[:, 1:])
+    assert out[-1] is t[-1]
+    # fusing only the channels a loss compares gives the same values as cropping the result
+    assert_close(tsm(t, channels=[2, 3])[0], out[0][:, :2])
 
 
 def test_tsm_rejects_bad_options():
