@@ -5,6 +5,7 @@ output exists, resumed (``--resume``) when an earlier attempt was interrupted.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -122,6 +123,10 @@ def final_bbox_metrics(output_dir: str) -> Optional[Dict[str, float]]:
     return found
 
 
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
 def markdown_table(rows: Sequence[dict], first_column: str) -> str:
     """
     Rows of ``{"stage", "bbox": {metric: value} or None, "seconds": float or None}`` as a
@@ -133,7 +138,8 @@ def markdown_table(rows: Sequence[dict], first_column: str) -> str:
     ]
     for r in rows:
         ap = r["bbox"] or {}
-        cells = [f"{ap[m]:.1f}" if ap.get(m) is not None else "-" for m in METRICS]
+        # "-" also for NaN: COCOeval's AP of an area range with no object (e.g. APl here)
+        cells = [f"{ap[m]:.1f}" if _finite(ap.get(m)) else "-" for m in METRICS]
         secs = f"{r['seconds']:.0f}" if r["seconds"] is not None else "-"
         lines.append(f"| {r['stage']} | " + " | ".join(cells) + f" | {secs} |")
     return "\n".join(lines)
