@@ -44,7 +44,9 @@ def test_demo_writes_the_table_and_pictures(demo):
     assert "iter: 3" in first  # each stage shows its progress
     grid = Image.open(out / "qualitative.png")
     gaps = Image.open(out / "feature_gaps.png")
-    assert grid.width > grid.height > 0 and gaps.width > 0
+    # 4 columns (ground truth + 3 models) and 4 image rows, 384 px cells plus titles
+    assert grid.width == 4 * 384 and grid.height >= 4 * 384
+    assert gaps.width > gaps.height > 0
     premise = results["feature_gaps"]["student_alone"]
     assert set(premise) >= {"adjacent_student_gap_mean", "premise_holds"}
     assert (out / "feature_gaps_sharedkd" / "feature_gaps.png").is_file()

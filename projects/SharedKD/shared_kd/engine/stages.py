@@ -7,6 +7,7 @@ output exists, resumed (``--resume``) when an earlier attempt was interrupted.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -50,13 +51,18 @@ class Stage:
 
 
 def _progress(line: str) -> Optional[str]:
-    """The part of a train_net.py log line worth showing while a stage runs."""
-    if "d2.utils.events INFO:" in line and " iter: " in line:
-        parts = line.split()
+    """
+    The part of a train_net.py output line worth showing while a stage runs. Its console lines
+    look like ``[11/21 12:22:35 d2.utils.events]:  eta: 0:01:02  iter: 19  total_loss: ...``.
+    """
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # colour codes, if the logger adds them
+    message = line.split("]: ", 1)[-1].strip()
+    if "d2.utils.events" in line and " iter: " in line:
+        parts = message.split()
         keep = {"eta:", "iter:", "total_loss:"}
         return " ".join(f"{p} {parts[i + 1]}" for i, p in enumerate(parts[:-1]) if p in keep)
-    if "Start inference on" in line or "Exported the student" in line:
-        return line.split("INFO: ")[-1].strip()
+    if message.startswith(("Start inference on", "Exported the student")):
+        return message
     return None
 
 
