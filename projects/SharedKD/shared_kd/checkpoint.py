@@ -31,10 +31,20 @@ def load_checkpoint_file(path: str) -> dict:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # torch's weights_only refusal starts with advice to load unsafely; its cause is on
+        # the "WeightsUnpickler error" line (or the one after it).
+        at = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+        if at is not None:
+            cause = lines[at].split("WeightsUnpickler error:")[-1].strip()
+            cause = cause or (lines[at + 1] if at + 1 < len(lines) else "")
+            detail = f"not a plain checkpoint of tensors ({cause[:200]})"
+        else:
+            detail = lines[0] if lines else type(e).__name__
         raise CheckpointReadError(
-            f"Cannot read checkpoint {path!r}: {first}. The file is damaged, truncated or not a "
-            "PyTorch checkpoint of tensors; point the config at a complete checkpoint (e.g. a "
+            f"Cannot read checkpoint {path!r}: {detail}. The file is damaged, truncated, not a "
+            "PyTorch checkpoint, or holds Python objects, which SharedKD does not unpickle "
+            "(weights_only=True); point the config at a complete checkpoint of tensors (e.g. a "
             "model_final.pth written by train_net.py)."
         ) from e
     if not isinstance(loaded, dict):
