@@ -14,10 +14,8 @@ plain detectron2 config), which ``DefaultPredictor`` and detectron2's ``tools/tr
 import argparse
 import os
 
-from detectron2.config import get_cfg
-
 from shared_kd.checkpoint import load_checkpoint_file
-from shared_kd.config import add_sharedkd_config
+from shared_kd.config import load_config
 from shared_kd.export import export_student
 
 
@@ -29,10 +27,7 @@ def main():
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
 
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts)
     if not os.path.isfile(args.checkpoint):
         raise SystemExit(f"Checkpoint {args.checkpoint!r} not found")
     checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only=True

@@ -17,9 +17,7 @@ import argparse
 import json
 import os
 
-from detectron2.config import get_cfg
-
-from shared_kd.config import add_sharedkd_config
+from shared_kd.config import load_config
 from shared_kd.engine.stages import Stage, final_bbox_metrics, markdown_table, run_stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,10 +33,7 @@ STAGES = [
 
 
 def output_dir(config_file):
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)
-    cfg.merge_from_file(config_file)
-    return cfg.OUTPUT_DIR
+    return load_config(config_file).OUTPUT_DIR
 
 
 def main():

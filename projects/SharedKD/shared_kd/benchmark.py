@@ -42,14 +42,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import detectron2
 import torch
 import torch.nn as nn
-from detectron2.config import get_cfg
 from detectron2.data import build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
-from .config import add_sharedkd_config
+from . import config
 from .export import student_config
 from .modeling.autoencoder import TeacherAutoEncoder
 from .modeling.distiller import DistillationDetector
@@ -86,10 +85,7 @@ MEASUREMENTS = {
 
 def load_config(config_file: str, opts: Sequence[str] = ()):
     """A distillation config from a file and ``KEY VALUE`` overrides, frozen."""
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    cfg = config.load_config(config_file, opts)
     cfg.freeze()
     return cfg
 

@@ -1,8 +1,37 @@
 """SharedKD's config keys: everything lives under ``cfg.MODEL.DISTILL`` (plus ``MODEL.FCOS``)."""
 
-from detectron2.config import CfgNode as CN
+from typing import Sequence
 
-__all__ = ["add_sharedkd_config"]
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+__all__ = ["MODEL_ZOO_PREFIX", "add_sharedkd_config", "load_config", "resolve_config_file"]
+
+MODEL_ZOO_PREFIX = "model_zoo:"
+
+
+def resolve_config_file(config_file: str) -> str:
+    """
+    The path of a config file; ``model_zoo:<name>`` names one of detectron2's model-zoo
+    configs, e.g. ``model_zoo:COCO-Detection/retinanet_R_101_FPN_3x.yaml``.
+    """
+    if config_file.startswith(MODEL_ZOO_PREFIX):
+        from detectron2 import model_zoo
+
+        return model_zoo.get_config_file(config_file[len(MODEL_ZOO_PREFIX) :])
+    return config_file
+
+
+def load_config(config_file: str, opts: Sequence[str] = ()):
+    """
+    detectron2's default config with SharedKD's keys, merged with ``config_file`` (see
+    :func:`resolve_config_file`) and ``KEY VALUE`` overrides; not frozen.
+    """
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    cfg.merge_from_file(resolve_config_file(config_file))
+    cfg.merge_from_list(list(opts))
+    return cfg
 
 
 def add_sharedkd_config(cfg):

@@ -5,12 +5,12 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
-from ..config import add_sharedkd_config
+from ..config import load_config, resolve_config_file
 from ..export import student_config
-from ..modeling.teacher import MODEL_ZOO_PREFIX, StrictCheckpointer
+from ..modeling.teacher import StrictCheckpointer
 
 __all__ = ["load_detector", "load_detector_config"]
 
@@ -32,16 +32,10 @@ def load_detector_config(
         device: where the model runs; None keeps the config's ``MODEL.DEVICE`` if it is usable
             here, and falls back to "cpu" on a machine without CUDA.
     """
-    if config_file.startswith(MODEL_ZOO_PREFIX):
-        from detectron2 import model_zoo
-
-        config_file = model_zoo.get_config_file(config_file[len(MODEL_ZOO_PREFIX) :])
+    config_file = resolve_config_file(config_file)
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"Config file {config_file!r} not found")
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)  # SharedKD's own configs carry MODEL.DISTILL / MODEL.FCOS keys
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+    cfg = load_config(config_file, opts)  # SharedKD's own configs carry MODEL.DISTILL keys
     cfg = student_config(cfg)
     if device is None:
         device = cfg.MODEL.DEVICE

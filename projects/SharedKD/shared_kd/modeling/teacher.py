@@ -5,11 +5,10 @@ import os
 
 import torch.nn as nn
 import yaml
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from ..checkpoint import CheckpointReadError, SafeCheckpointer
-from ..config import add_sharedkd_config
+from ..config import load_config, resolve_config_file
 
 __all__ = ["StrictCheckpointer", "TeacherLoadError", "build_teacher", "load_guide_config"]
 
@@ -17,7 +16,6 @@ logger = logging.getLogger(__name__)
 
 DISTILL_META_ARCH = "DistillationDetector"
 STUDENT_PREFIX = "student."
-MODEL_ZOO_PREFIX = "model_zoo:"
 
 
 class TeacherLoadError(RuntimeError):
@@ -116,20 +114,14 @@ def load_guide_config(config_file, opts=(), device="cpu", role="teacher"):
             f"{key} is empty: set it to the {role}'s detectron2 config file (the yaml it was "
             "trained with)."
         )
-    if config_file.startswith(MODEL_ZOO_PREFIX):  # a config shipped with detectron2
-        from detectron2 import model_zoo
-
-        config_file = model_zoo.get_config_file(config_file[len(MODEL_ZOO_PREFIX) :])
+    config_file = resolve_config_file(config_file)
     if not os.path.isfile(config_file):
         raise FileNotFoundError(
             f"{role.capitalize()} config {config_file!r} not found ({key}); relative paths are "
             "read from the current directory."
         )
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)
     try:
-        cfg.merge_from_file(config_file)
-        cfg.merge_from_list(list(opts))
+        cfg = load_config(config_file, opts)
     except (OSError, yaml.YAMLError, KeyError, ValueError, TypeError, AssertionError) as e:
         raise ValueError(
             f"{role.capitalize()} config {config_file!r} ({key}) cannot be read: "
