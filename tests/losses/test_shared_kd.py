@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
+from detectron2.utils.events import EventStorage
 from torch.testing import assert_close
 
 from shared_kd.config import add_sharedkd_config
@@ -16,7 +17,7 @@ from shared_kd.losses import (
     build_distill_losses,
     cross_layer_pairs,
 )
-from shared_kd.losses.shared_kd import gate_logits
+from shared_kd.losses.shared_kd import gate_logits, warmup_factor
 from shared_kd.modeling.alignment import align_pair
 from shared_kd.modeling.outputs import DetectorOutputs
 
@@ -202,23 +203,78 @@ def test_gate_logits_equal_the_conv_of_the_concatenation(k, mode):
         assert_close(got, want)
 
 
+@pytest.mark.parametrize("gate", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
-def test_tsm_is_the_papers_formula_with_trained_gates(mode):
-    tsm = TeacherShareModule([4, 4, 4], upsample=mode)
+def test_tsm_is_the_papers_formula_with_trained_gates(mode, gate):
+    tsm = TeacherShareModule([4, 4, 4], upsample=mode, gate=gate)
     for conv in tsm.fuse:
         nn.init.normal_(conv.weight)
         nn.init.normal_(conv.bias)
     t = [torch.randn(2, 4, 8, 8), torch.randn(2, 4, 4, 4), torch.randn(2, 4, 2, 2)]
     kwargs = {} if mode == "nearest" else {"align_corners": False}
-    out = tsm(t)
+    out, gates = tsm(t, return_gates=True)
+    assert_close(tsm(t)[0], out[0])
     for level, conv in enumerate(tsm.fuse):
         fine = t[level]
         up = F.interpolate(t[level + 1], size=fine.shape[-2:], mode=mode, **kwargs)
-        a = torch.sigmoid(conv(torch.cat([fine, up], dim=1)))
+        logits = conv(torch.cat([fine, up], dim=1))
+        if gate == "softmax":  # a0 = e^l0 / (e^l0 + e^l1), a1 = 1 - a0
+            a0 = 1 / (1 + torch.exp(logits[:, 1:] - logits[:, :1]))
+            a = torch.cat([a0, 1 - a0], dim=1)
+            assert_close(gates[level].sum(1), torch.ones_like(gates[level][:, 0]))
+        else:
+            a = 1 / (1 + torch.exp(-logits))
+        assert_close(gates[level], a)
         assert_close(out[level], fine * a[:, :1] + up * a[:, 1:])
     assert out[-1] is t[-1]
     # fusing only the channels a loss compares gives the same values as cropping the result
     assert_close(tsm(t, channels=[2, 3])[0], out[0][:, :2])
+
+
+def _train_tsm_and_student(gate, steps=200, normalize="none"):
+    """
+    Train the identical-layer loss with the student's features and the TSM as the only
+    parameters, against fixed random teacher features, as distillation does. Returns the loss
+    before and after, and per fused level RMS(T') / RMS(T) at the end.
+    """
+    torch.manual_seed(0)
+    levels = ["p2", "p3", "p4"]
+    shapes = [(2, 8, 8, 8), (2, 8, 4, 4), (2, 8, 2, 2)]
+    teacher = {f: torch.randn(s) for f, s in zip(levels, shapes)}
+    student = {f: (0.3 * torch.randn(s)).requires_grad_() for f, s in zip(levels, shapes)}
+    loss = _loss(levels, [8, 8, 8], cross=False, tsm_gate=gate, normalize=normalize)
+    # Adam: every student element and gate weight moves at a similar pace, whatever the
+    # number of elements a mean spreads its gradient over.
+    opt = torch.optim.Adam(list(student.values()) + list(loss.tsm.parameters()), lr=0.02)
+    values = []
+    for _ in range(steps):
+        value = _run(loss, student, teacher)[IDENT]
+        values.append(value.item())
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    with torch.no_grad():
+        fused = loss.tsm([teacher[f] for f in levels])
+    ratios = [
+        float(t_fused.pow(2).mean().sqrt() / teacher[f].pow(2).mean().sqrt())
+        for f, t_fused in zip(levels[:-1], fused[:-1])
+    ]
+    return values[0], values[-1], ratios
+
+
+def test_trained_tsm_keeps_the_teachers_scale():
+    """The collapse that sigmoid gates trained by L_ident went into cannot happen any more."""
+    first, last, ratios = _train_tsm_and_student("softmax")
+    assert last < 0.5 * first  # the student learns the target
+    # a convex mix of two unit-variance maps keeps at least 1/sqrt(2) of their RMS
+    assert min(ratios) >= 0.5, ratios
+
+
+def test_sigmoid_gates_collapse_when_trained():
+    """The first reading of the paper, kept reachable: its target shrinks towards zero."""
+    first, last, ratios = _train_tsm_and_student("sigmoid")
+    assert last < 0.5 * first
+    assert max(ratios) < 0.5, ratios
 
 
 def test_tsm_rejects_bad_options():
@@ -226,6 +282,8 @@ def test_tsm_rejects_bad_options():
         TeacherShareModule([2, 2], upsample="bicubic")
     with pytest.raises(ValueError):
         TeacherShareModule([2, 2], kernel_size=5)
+    with pytest.raises(ValueError):
+        TeacherShareModule([2, 2], gate="tanh")
 
 
 def test_identical_loss_with_teacher_share_by_hand():
@@ -509,3 +567,298 @@ def test_build_rejects_unknown_and_duplicated_names():
         )
     with pytest.raises(ValueError, match="LOSSES is empty"):
         build_distill_losses(_cfg([]), STUDENT_SHAPES, [TEACHER_SHAPES])
+
+
+# ----------------------------------------------------------------------------- options
+# CROSS_DIRECTION, CROSS_WEIGHT, ALPHA_WARMUP_ITERS, NORMALIZE, FOREGROUND_WEIGHT and the TSM
+# health scalars.
+
+
+def _standardize(x, eps=1e-6):
+    """Per channel over N, H, W: (x - mean) / (unbiased std + eps), written out with sums."""
+    out = []
+    for c in range(x.shape[1]):
+        v = x[:, c]
+        m = v.numel()
+        mean = v.sum() / m
+        var = ((v - mean) ** 2).sum() / (m - 1)
+        out.append((v - mean) / (var.sqrt() + eps))
+    return torch.stack(out, dim=1)
+
+
+def test_cross_layer_pairs_directions():
+    # adjacent: (0,1) (1,0) (1,2) (2,1); the guide is the first index
+    assert cross_layer_pairs(3, "adjacent", "both") == [(0, 1), (1, 0), (1, 2), (2, 1)]
+    assert cross_layer_pairs(3, "adjacent", "fine_to_coarse") == [(0, 1), (1, 2)]
+    assert cross_layer_pairs(3, "adjacent", "coarse_to_fine") == [(1, 0), (2, 1)]
+    assert sorted(cross_layer_pairs(3, "all", "fine_to_coarse")) == [(0, 1), (0, 2), (1, 2)]
+    assert sorted(cross_layer_pairs(3, "all", "coarse_to_fine")) == [(1, 0), (2, 0), (2, 1)]
+    assert cross_layer_pairs(1, "adjacent", "fine_to_coarse") == []
+    assert _loss(levels=("p2", "p3", "p4"), cross_direction="coarse_to_fine").pairs == [
+        (1, 0),
+        (2, 1),
+    ]
+    with pytest.raises(ValueError, match="CROSS_DIRECTION.*'upward'"):
+        cross_layer_pairs(3, "adjacent", "upward")
+    with pytest.raises(ValueError, match="CROSS_DIRECTION"):
+        _loss(cross_direction="upward")
+
+
+@pytest.mark.parametrize("direction", ["fine_to_coarse", "coarse_to_fine"])
+def test_cross_direction_decides_which_level_learns(direction):
+    # One pair either way, both comparing S_p3 with pool(S_p2): the same value, but only the
+    # guided level gets a gradient: dL/dS_guided = alpha * 2 (guided - guide) / n.
+    s2 = torch.randn(1, 2, 4, 4, requires_grad=True)
+    s3 = torch.randn(1, 2, 2, 2, requires_grad=True)
+    loss = _loss(alpha=2.0, identical=False, cross_direction=direction)
+    out = _run(loss, {"p2": s2, "p3": s3}, {})[CROSS]
+    assert_close(out, 2.0 * _mse(s3, _pool2(s2)))
+    out.backward()
+    if direction == "fine_to_coarse":  # p2 guides p3
+        assert s2.grad is None
+        assert_close(s3.grad, 2.0 * 2 * (s3 - _pool2(s2)).detach() / s3.numel())
+    else:  # p3 guides p2: d/dS_p2 of mse(pool(S_p2), S_p3); every S_p2 value is 1/4 of a mean
+        assert s3.grad is None
+        expected = _up2(2.0 * 2 * (_pool2(s2) - s3).detach() / s3.numel()) / 4
+        assert_close(s2.grad, expected)
+
+
+def test_cross_weight_scales_only_the_cross_term():
+    s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    t = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    base = _run(_loss(alpha=2.0), s, t)
+    quarter = _run(_loss(alpha=2.0, cross_weight=0.25), s, t)
+    zero = _run(_loss(alpha=2.0, cross_weight=0.0), s, t)
+    assert_close(quarter[IDENT], base[IDENT])
+    assert_close(zero[IDENT], base[IDENT])
+    # by hand: alpha 2 * cross weight 0.25 * mean of the two pairs' equal terms
+    assert_close(quarter[CROSS], 2.0 * 0.25 * _mse(s["p3"], _pool2(s["p2"])))
+    assert_close(quarter[CROSS], 0.25 * base[CROSS])
+    assert_close(zero[CROSS], torch.tensor(0.0))
+
+
+def test_warmup_factor():
+    assert warmup_factor(None, 10) == 1.0  # outside of training
+    assert warmup_factor(5, 0) == 1.0  # no warm-up
+    assert warmup_factor(0, 10) == pytest.approx(0.1)
+    assert warmup_factor(4, 10) == pytest.approx(0.5)
+    assert warmup_factor(9, 10) == 1.0
+    assert warmup_factor(1000, 10) == 1.0
+
+
+@pytest.mark.parametrize("start_iter, factor", [(0, 0.1), (4, 0.5), (9, 1.0), (25, 1.0)])
+def test_alpha_warmup_scales_both_terms_inside_training(start_iter, factor):
+    # min(1, (k + 1) / W) with W = 10
+    s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    t = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    plain = _loss(alpha=2.0, max_iter=1000)
+    warm = _loss(alpha=2.0, alpha_warmup_iters=10, max_iter=1000)
+    with EventStorage(start_iter=start_iter):
+        reference = _run(plain, s, t)  # no warm-up: alpha in full at every iteration
+        out = _run(warm, s, t)
+    outside = _run(warm, s, t)
+    for key in (IDENT, CROSS):
+        assert reference[key] > 0
+        assert_close(out[key], factor * reference[key])
+        assert_close(outside[key], reference[key])  # no storage: no scaling
+
+
+def test_normalize_channel_identical_term_by_hand():
+    # TSM off. p2: teacher 3 channels at 2x the student's size -> pooled and cropped to 2
+    # channels, then both maps standardised per channel; p3: same shapes.
+    s2, s3 = torch.randn(2, 2, 4, 4), torch.randn(2, 2, 2, 2)
+    t2, t3 = torch.randn(2, 3, 8, 8), torch.randn(2, 2, 2, 2)
+    loss = _loss(teacher_channels=[3, 2], alpha=2.0, teacher_share=False, normalize="channel")
+    out = _run(loss, {"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})
+    ident = (
+        _mse(_standardize(s2), _standardize(_pool2(t2[:, :2])))
+        + _mse(_standardize(s3), _standardize(t3))
+    ) / 2
+    assert_close(out[IDENT], 2.0 * ident)
+    # the cross term standardises too: both pairs compare S_p3 with pool(S_p2)
+    assert_close(out[CROSS], 2.0 * _mse(_standardize(s3), _standardize(_pool2(s2))))
+
+    # invariant to a per-channel affine transform of the teacher (positive scale, any shift)
+    scale = torch.tensor([0.2, 5.0, 40.0]).view(1, 3, 1, 1)
+    shift = torch.tensor([3.0, -7.0, 0.5]).view(1, 3, 1, 1)
+    moved = _run(loss, {"p2": s2, "p3": s3}, {"p2": scale * t2 + shift, "p3": 9.0 * t3 - 1.0})
+    assert_close(moved[IDENT], out[IDENT], rtol=1e-4, atol=1e-5)
+    # the raw distance is not: the check above is not vacuous
+    raw = _loss(teacher_channels=[3, 2], alpha=2.0, teacher_share=False)
+    a = _run(raw, {"p2": s2, "p3": s3}, {"p2": t2, "p3": t3})[IDENT]
+    b = _run(raw, {"p2": s2, "p3": s3}, {"p2": scale * t2 + shift, "p3": 9.0 * t3 - 1.0})[IDENT]
+    assert not torch.allclose(a, b, rtol=1e-2)
+
+
+def test_normalize_channel_with_tsm_is_invariant_to_scaling_the_teacher():
+    # zero-init TSM: T'_p2 = (T_p2 + up(T_p3)) / 2 is linear in the teacher
+    s = {"p2": torch.randn(2, 2, 4, 4), "p3": torch.randn(2, 2, 2, 2)}
+    t = {"p2": torch.randn(2, 2, 4, 4), "p3": torch.randn(2, 2, 2, 2)}
+    loss = _loss(alpha=1.0, cross=False, normalize="channel")
+    out = _run(loss, s, t)[IDENT]
+    expected = (
+        _mse(_standardize(s["p2"]), _standardize(0.5 * t["p2"] + 0.5 * _up2(t["p3"])))
+        + _mse(_standardize(s["p3"]), _standardize(t["p3"]))
+    ) / 2
+    assert_close(out, expected)
+    scaled = _run(loss, s, {f: 6.0 * x for f, x in t.items()})[IDENT]
+    assert_close(scaled, out, rtol=1e-4, atol=1e-5)
+
+
+def test_foreground_weight_by_hand():
+    # One level, stride 4, 4x4 map: position centres at 2, 6, 10, 14.
+    # Image 0, box (0, 0, 8, 8): rows 0-1, columns 0-1 weigh 3; image 1 has no box.
+    s = torch.randn(2, 3, 4, 4)
+    t = torch.randn(2, 3, 4, 4)
+    boxes = [torch.tensor([[0.0, 0.0, 8.0, 8.0]]), torch.zeros(0, 4)]
+    loss = _loss(("p2",), [3], strides=[4], alpha=2.0, cross=False, foreground_weight=3.0)
+    assert loss.tsm is None
+    out = loss(DetectorOutputs({"p2": s}, gt_boxes=boxes), DetectorOutputs({"p2": t}))
+    w = torch.ones(2, 1, 4, 4)
+    w[0, 0, :2, :2] = 3.0
+    err = ((s - t) ** 2).sum(1, keepdim=True) / 3  # per position, mean over channels
+    assert_close(w.sum(), torch.tensor(4 * 3.0 + 28 * 1.0))  # 32 positions, 4 of them boxed
+    assert_close(out[IDENT], 2.0 * (err * w).sum() / w.sum())
+    # the unweighted loss differs
+    plain = _loss(("p2",), [3], alpha=2.0, cross=False)
+    unweighted = plain(DetectorOutputs({"p2": s}), DetectorOutputs({"p2": t}))[IDENT]
+    assert_close(unweighted, 2.0 * err.mean())
+    assert not torch.allclose(unweighted, out[IDENT])
+
+
+def test_foreground_weight_on_a_pooled_student_uses_the_pooled_stride():
+    # Student 8x8 at stride 4, teacher 4x4: the student is pooled to 4x4, whose positions are
+    # 8 input pixels apart (centres 4, 12, 20, 28). Box (0, 0, 13, 13): rows 0-1, columns 0-1;
+    # box (17, 25, 40, 40): rows 3, columns 2-3 (at stride 4 the mask would be another).
+    s = torch.randn(1, 2, 8, 8)
+    t = torch.randn(1, 2, 4, 4)
+    boxes = [torch.tensor([[0.0, 0.0, 13.0, 13.0], [17.0, 25.0, 40.0, 40.0]])]
+    loss = _loss(levels=("p2",), strides=[4], alpha=1.0, cross=False, foreground_weight=2.0)
+    out = loss(DetectorOutputs({"p2": s}, gt_boxes=boxes), DetectorOutputs({"p2": t}))
+    w = torch.ones(1, 1, 4, 4)
+    w[0, 0, :2, :2] = 2.0
+    w[0, 0, 3, 2:] = 2.0
+    err = ((_pool2(s) - t) ** 2).sum(1, keepdim=True) / 2
+    assert_close(out[IDENT], (err * w).sum() / w.sum())
+
+
+def test_foreground_weight_needs_boxes_and_strides():
+    s, t = {"p2": torch.randn(1, 2, 4, 4)}, {"p2": torch.randn(1, 2, 4, 4)}
+    loss = _loss(levels=("p2",), strides=[4], cross=False, foreground_weight=2.0)
+    with pytest.raises(ValueError, match="ground-truth boxes"):
+        _run(loss, s, t)  # DetectorOutputs without gt_boxes
+    with pytest.raises(ValueError, match="stride"):
+        _loss(levels=("p2",), foreground_weight=2.0)
+    with pytest.raises(ValueError, match="stride"):
+        _loss(levels=("p2", "p3"), strides=[4], foreground_weight=2.0)
+    # weight 1 needs neither
+    assert set(_run(_loss(levels=("p2",), cross=False), s, t)) == {IDENT}
+
+
+def test_new_options_reject_bad_values():
+    with pytest.raises(ValueError, match="CROSS_WEIGHT"):
+        _loss(cross_weight=-0.5)
+    with pytest.raises(ValueError, match="FOREGROUND_WEIGHT"):
+        _loss(strides=[4, 8], foreground_weight=0.5)
+    with pytest.raises(ValueError, match="NORMALIZE.*'l1'"):
+        _loss(normalize="l1")
+    with pytest.raises(ValueError):
+        _loss(tsm_gate="tanh")
+
+
+def _distill_scalars(storage):
+    return {k: v for k, v in storage.latest().items() if k.startswith("distill/")}
+
+
+def test_tsm_health_scalars_on_a_logging_iteration():
+    # zero-init TSM: gates 0.5 / 0.5, T'_p2 = 0.5 T_p2 + 0.5 up(T_p3)
+    s = {"p2": torch.randn(2, 2, 4, 4), "p3": torch.randn(2, 2, 2, 2)}
+    t = {"p2": torch.randn(2, 2, 4, 4), "p3": torch.randn(2, 2, 2, 2)}
+    loss = _loss(max_iter=1000)
+    with EventStorage(start_iter=19) as storage:
+        _run(loss, s, t)
+    scalars = _distill_scalars(storage)
+    names = ["distill/tsm_gate0_p2", "distill/tsm_gate1_p2", "distill/tsm_rms_ratio_p2"]
+    assert set(scalars) == set(names)  # nothing for the coarsest level, which is not fused
+    fused = 0.5 * t["p2"] + 0.5 * _up2(t["p3"])
+    rms_fused = ((fused**2).sum() / fused.numel()).sqrt()
+    ratio = rms_fused / ((t["p2"] ** 2).sum() / t["p2"].numel()).sqrt()
+    assert scalars["distill/tsm_gate0_p2"] == (pytest.approx(0.5), 19)
+    assert scalars["distill/tsm_gate1_p2"] == (pytest.approx(0.5), 19)
+    assert scalars["distill/tsm_rms_ratio_p2"][0] == pytest.approx(float(ratio), rel=1e-5)
+    assert 0 < ratio < 1  # two independent maps mixed half and half: RMS about 1/sqrt(2)
+    for name in names:
+        assert storage.smoothing_hints()[name] is False
+
+    # constant maps: T_p2 = 2, T_p3 = 4 -> T'_p2 = 3, ratio 3 / 2
+    with EventStorage(start_iter=39) as storage:
+        _run(loss, s, {"p2": torch.full((2, 2, 4, 4), 2.0), "p3": torch.full((2, 2, 2, 2), 4.0)})
+    assert storage.latest()["distill/tsm_rms_ratio_p2"] == (pytest.approx(1.5), 39)
+
+
+def test_tsm_health_ratio_uses_the_compared_channels():
+    # teacher 4 channels, student 2: the ratio compares T'_p2 and T_p2 on the first 2 channels
+    s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    t = {"p2": torch.randn(1, 4, 4, 4), "p3": torch.randn(1, 4, 2, 2)}
+    t["p2"][:, 2:] *= 100.0  # channels the loss crops away: would dominate a full-width ratio
+    loss = _loss(teacher_channels=[4, 4], max_iter=1000)
+    with EventStorage(start_iter=19) as storage:
+        _run(loss, s, t)
+    fused = 0.5 * t["p2"][:, :2] + 0.5 * _up2(t["p3"][:, :2])
+    ratio = fused.pow(2).mean().sqrt() / t["p2"][:, :2].pow(2).mean().sqrt()
+    assert storage.latest()["distill/tsm_rms_ratio_p2"][0] == pytest.approx(float(ratio), rel=1e-5)
+
+
+def test_tsm_health_scalars_three_levels_and_last_iteration():
+    levels = ("p2", "p3", "p4")
+    s = {f: torch.randn(1, 2, 8 >> i, 8 >> i) for i, f in enumerate(levels)}
+    t = {f: torch.randn(1, 2, 8 >> i, 8 >> i) for i, f in enumerate(levels)}
+    loss = _loss(levels=levels, max_iter=50)
+    with EventStorage(start_iter=49) as storage:  # the last iteration, off the period
+        _run(loss, s, t)
+    assert set(_distill_scalars(storage)) == {
+        f"distill/tsm_{kind}_{f}" for kind in ("gate0", "gate1", "rms_ratio") for f in ("p2", "p3")
+    }
+
+
+def test_tsm_health_scalars_only_on_logging_iterations():
+    s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    t = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    loss = _loss(max_iter=1000)
+    with EventStorage(start_iter=3) as storage:
+        out = _run(loss, s, t)
+    assert set(out) == {IDENT, CROSS}  # the loss ran
+    assert _distill_scalars(storage) == {}
+    assert not any(k.startswith("distill/") for k in storage.histories())
+    # outside of training (no storage) nothing is logged and nothing fails
+    assert set(_run(loss, s, t)) == {IDENT, CROSS}
+    # without a TSM there is nothing to log, even on a logging iteration
+    with EventStorage(start_iter=19) as storage:
+        _run(_loss(teacher_share=False, max_iter=1000), s, t)
+    assert _distill_scalars(storage) == {}
+
+
+def test_new_config_keys_reach_the_loss():
+    cfg = _cfg()
+    c = cfg.MODEL.DISTILL.SHARED_KD
+    c.ALPHA_WARMUP_ITERS = 100
+    c.CROSS_WEIGHT = 0.5
+    c.CROSS_DIRECTION = "fine_to_coarse"
+    c.NORMALIZE = "channel"
+    c.FOREGROUND_WEIGHT = 2.5
+    c.TSM_GATE = "sigmoid"
+    cfg.SOLVER.MAX_ITER = 1234
+    loss = build_distill_losses(cfg, STUDENT_SHAPES, [TEACHER_SHAPES])["SharedKDLoss"][0]
+    assert loss.alpha_warmup_iters == 100
+    assert loss.cross_weight == 0.5
+    assert loss.pairs == [(0, 1)]
+    assert loss.normalize == "channel"
+    assert loss.foreground_weight == 2.5
+    assert loss.strides == [4, 8]  # from the student's ShapeSpecs
+    assert loss.tsm.gate == "sigmoid"
+    assert loss.max_iter == 1234
+    # the defaults are the paper's
+    loss = build_distill_losses(_cfg(), STUDENT_SHAPES, [TEACHER_SHAPES])["SharedKDLoss"][0]
+    assert (loss.alpha_warmup_iters, loss.cross_weight, loss.normalize) == (0, 1.0, "none")
+    assert loss.foreground_weight == 1.0 and loss.tsm.gate == "softmax"
+    assert loss.pairs == [(0, 1), (1, 0)]

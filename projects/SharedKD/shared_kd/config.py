@@ -62,22 +62,50 @@ def add_sharedkd_config(cfg):
     # Overrides for the teacher's config, as KEY VALUE pairs (like train_net.py's opts).
     _C.MODEL.DISTILL.TEACHER.OPTS = []
 
-    # Shared-KD (Electronics 2024). Loss = ALPHA * (L_ident + L_cross).
+    # Shared-KD (Electronics 2024). Loss = alpha(t) * (L_ident + CROSS_WEIGHT * L_cross).
     _C.MODEL.DISTILL.SHARED_KD = CN()
     # alpha: weight of the Shared-KD feature losses, >= 0 (paper's best: 2; Table 5: 2, 5, 10, 20).
     _C.MODEL.DISTILL.SHARED_KD.ALPHA = 2.0
+    # Ramp alpha linearly from 0 to ALPHA over this many iterations, >= 0 (0: the paper, none).
+    _C.MODEL.DISTILL.SHARED_KD.ALPHA_WARMUP_ITERS = 0
     # Teacher Share Module: fuse teacher level l with level l+1 (T'_l); off means T'_l = T_l.
     _C.MODEL.DISTILL.SHARED_KD.TEACHER_SHARE = True
-    # Identical-layer loss L_ident = mean_l ||A(S_l) - A(T'_l)||^2 (teacher -> student).
-    _C.MODEL.DISTILL.SHARED_KD.IDENTICAL = True
-    # Cross-layer loss L_cross within the student: level i guides level j (stop-gradient on i).
-    _C.MODEL.DISTILL.SHARED_KD.CROSS = True
-    # Cross-layer pairs: "adjacent" ((i, i+1) both ways) or "all" (every ordered pair i != j).
-    _C.MODEL.DISTILL.SHARED_KD.CROSS_PAIRS = "adjacent"
+    # TSM gates: "softmax" (convex, a0 + a1 = 1: the target keeps the teacher's scale) or
+    # "sigmoid" (independent gates; they collapse to 0 in training, kept only to reproduce that).
+    _C.MODEL.DISTILL.SHARED_KD.TSM_GATE = "softmax"
     # TSM upsampling of T_{l+1} to T_l's size: "nearest" or "bilinear".
     _C.MODEL.DISTILL.SHARED_KD.TSM_UPSAMPLE = "nearest"
     # TSM fusion conv kernel size: 1 or 3.
     _C.MODEL.DISTILL.SHARED_KD.TSM_KERNEL_SIZE = 3
+    # Identical-layer loss L_ident = mean_l D(A(S_l), A(T'_l)) (teacher -> student).
+    _C.MODEL.DISTILL.SHARED_KD.IDENTICAL = True
+    # Cross-layer loss L_cross within the student: level i guides level j (stop-gradient on i).
+    _C.MODEL.DISTILL.SHARED_KD.CROSS = True
+    # Weight of L_cross relative to L_ident, >= 0 (the paper: 1).
+    _C.MODEL.DISTILL.SHARED_KD.CROSS_WEIGHT = 1.0
+    # Cross-layer pairs: "adjacent" ((i, i+1) both ways) or "all" (every ordered pair i != j).
+    _C.MODEL.DISTILL.SHARED_KD.CROSS_PAIRS = "adjacent"
+    # Which level of a pair guides: "both" (the paper), "fine_to_coarse" (the finer level
+    # guides the coarser) or "coarse_to_fine".
+    _C.MODEL.DISTILL.SHARED_KD.CROSS_DIRECTION = "both"
+    # Distance D: "none" (mean squared difference of the raw maps, the paper) or "channel"
+    # (of maps standardised per channel over batch and positions, as PKD does).
+    _C.MODEL.DISTILL.SHARED_KD.NORMALIZE = "none"
+    # Weight of positions inside ground-truth boxes in L_ident (background: 1), >= 1; the
+    # weighted mean keeps the loss's scale. 1: unweighted (the paper).
+    _C.MODEL.DISTILL.SHARED_KD.FOREGROUND_WEIGHT = 1.0
+
+    # Peer baseline, FitNets-style hints (Romero et al. 2015) on FPN levels, no learned
+    # regressor: L = WEIGHT * mean_l ||A(S_l) - A(T_l)||^2 (Shared-KD's L_ident without a TSM).
+    _C.MODEL.DISTILL.FITNETS = CN()
+    # Weight of the term, >= 0.
+    _C.MODEL.DISTILL.FITNETS.WEIGHT = 2.0
+
+    # Peer baseline, PKD (Cao et al., NeurIPS 2022): Pearson correlation of FPN levels,
+    # L = WEIGHT * sum_l ||std(A(S_l)) - std(A(T_l))||^2 / 2, std = per-channel standardisation.
+    _C.MODEL.DISTILL.PKD = CN()
+    # Weight of the term (per level: the levels' terms are summed, as in PKD), >= 0.
+    _C.MODEL.DISTILL.PKD.WEIGHT = 6.0
 
     # Teaching assistants (M-KD / DGKD): intermediate-size guides, frozen like the teacher. Each
     # guide (teacher and TAs) contributes every per-guide loss; terms are averaged over guides.

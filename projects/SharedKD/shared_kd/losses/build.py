@@ -26,6 +26,8 @@ already weighted ``loss_*`` terms. Class attributes:
 - ``PER_GUIDE`` (default True): one instance per guide (teacher and teaching assistants), each
   term averaged over the guides; False: a single instance, for the teacher only.
 - ``NEEDS_LOGITS`` (default False): the wrapper then records classification logits.
+- ``guide_index``: set by :func:`build_distill_losses` on every instance (0: the teacher, i: the
+  i-th teaching assistant), for the names of what an instance logs.
 - ``needs_guide`` (default True; may be a property): False when the instance never reads the
   guide (the guide's forward is then skipped, and ``guide`` is None).
 """
@@ -67,7 +69,8 @@ def build_distill_losses(
             )
         cls = DISTILL_LOSS_REGISTRY.get(name)
         count = len(guide_shapes) if getattr(cls, "PER_GUIDE", True) else 1
-        losses[name] = nn.ModuleList(
-            cls(cfg, student_shapes, guide_shapes[i], guide=guides[i]) for i in range(count)
-        )
+        modules = [cls(cfg, student_shapes, guide_shapes[i], guide=guides[i]) for i in range(count)]
+        for i, module in enumerate(modules):
+            module.guide_index = i  # which guide it serves (0: the teacher), to name diagnostics
+        losses[name] = nn.ModuleList(modules)
     return losses

@@ -1,15 +1,18 @@
 """
-Shared-KD (Electronics 2024, 13(8):1595), as ``../shared/docs/METHODS.md`` reads it.
+Shared-KD (Electronics 2024, 13(8):1595), as ``docs/METHODS.md`` of this project reads it.
 
-``L = ALPHA * (L_ident + L_cross)`` where
+``L = alpha(t) * (L_ident + CROSS_WEIGHT * L_cross)`` where
 
-- ``L_ident = mean_l || A(S_l) - A(T'_l) ||^2``: identical-layer distillation teacher -> student,
-  with ``T'`` the Teacher Share Module's fusion of adjacent teacher levels;
-- ``L_cross = mean_(i,j) || A(S_j, like=S_i) - sg(A(S_i, like=S_j)) ||^2``: cross-layer
-  distillation inside the student, level ``i`` guiding level ``j``.
+- ``L_ident = mean_l D(A(S_l), A(T'_l))``: identical-layer distillation teacher -> student, with
+  ``T'`` the Teacher Share Module's convex fusion of adjacent teacher levels;
+- ``L_cross = mean_(i,j) D(A(S_j, like=S_i), sg(A(S_i, like=S_j)))``: cross-layer distillation
+  inside the student, level ``i`` guiding level ``j``;
+- ``alpha(t)`` ramps linearly from 0 to ALPHA over ALPHA_WARMUP_ITERS iterations.
 
-``A`` is :func:`~shared_kd.modeling.alignment.align_pair` (pooling + channel cropping); every
-``||.||^2`` is a mean over elements, then averaged over levels or pairs.
+``A`` is :func:`~shared_kd.modeling.alignment.align_pair` (pooling + channel cropping); ``D`` is
+:func:`~shared_kd.losses.feature_distance.squared_distance`: a mean squared difference, of the
+raw maps (the paper) or of per-channel standardised maps (NORMALIZE "channel"), optionally
+weighting positions inside ground-truth boxes (FOREGROUND_WEIGHT); averaged over levels or pairs.
 """
 
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -18,12 +21,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.utils.events import get_event_storage
 
 from ..modeling.alignment import align_pair, crop_channels
 from ..modeling.outputs import DetectorOutputs
 from .build import DISTILL_LOSS_REGISTRY
+from .feature_distance import (
+    NORMALIZATIONS,
+    current_iteration,
+    foreground_weights,
+    is_logging_iteration,
+    squared_distance,
+)
 
-__all__ = ["SharedKDLoss", "TeacherShareModule", "cross_layer_pairs", "gate_logits"]
+__all__ = [
+    "SharedKDLoss",
+    "TeacherShareModule",
+    "cross_layer_pairs",
+    "gate_logits",
+    "warmup_factor",
+]
 
 
 def gate_logits(
@@ -68,49 +85,73 @@ class TeacherShareModule(nn.Module):
     Fuses each teacher level with the next coarser one (the paper's TSM).
 
     For level ``l`` (all but the coarsest): ``up = upsample(T_{l+1}, size of T_l)``,
-    ``a = sigmoid(conv([T_l, up]))`` with 2 output maps, ``T'_l = T_l * a0 + up * a1``.
-    The coarsest level passes through. Only the fusion convs are trained (by the identical-layer
-    loss, through the target); the teacher's features arrive without gradient.
+    ``(a0, a1) = softmax(conv([T_l, up]))`` over the 2 output maps at every pixel, and
+    ``T'_l = T_l * a0 + up * a1``: a convex mix of two teacher levels, so the target keeps the
+    teacher's scale. The coarsest level passes through. Only the fusion convs are trained (by
+    the identical-layer loss, through the target); the teacher's features arrive without
+    gradient.
+
+    ``gate="sigmoid"`` gives two independent gates in (0, 1) instead, the first reading of the
+    paper. It is kept only to reproduce that reading: trained by the loss whose target they form,
+    sigmoid gates collapse to 0 (the cheapest way to match a target is to shrink it), and the
+    identical-layer loss becomes an L2 penalty on the student's features.
     """
 
-    def __init__(self, channels: Sequence[int], upsample: str = "nearest", kernel_size: int = 3):
+    GATES = ("softmax", "sigmoid")
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        upsample: str = "nearest",
+        kernel_size: int = 3,
+        gate: str = "softmax",
+    ):
         """
         Args:
             channels: teacher channels per level, fine to coarse.
             upsample: "nearest" or "bilinear".
             kernel_size: 1 or 3, the fusion conv's kernel.
+            gate: "softmax" (convex, a0 + a1 = 1) or "sigmoid" (independent; collapses).
         """
         super().__init__()
         if upsample not in ("nearest", "bilinear"):
             raise ValueError(f"TSM_UPSAMPLE must be 'nearest' or 'bilinear', got {upsample!r}")
         if kernel_size not in (1, 3):
             raise ValueError(f"TSM_KERNEL_SIZE must be 1 or 3, got {kernel_size}")
+        if gate not in self.GATES:
+            raise ValueError(f"TSM_GATE must be one of {self.GATES}, got {gate!r}")
         self.upsample = upsample
+        self.gate = gate
         # Two adjacent levels of different widths are fused on their common (cropped) channels.
         self.fused_channels = [min(a, b) for a, b in zip(channels[:-1], channels[1:])]
         self.fuse = nn.ModuleList(
             nn.Conv2d(2 * c, 2, kernel_size, padding=kernel_size // 2) for c in self.fused_channels
         )
         for conv in self.fuse:
-            # Zero init: both gates start at sigmoid(0) = 0.5, an even mix of the two levels.
+            # Zero init: both gates start at 0.5 (softmax(0, 0) or sigmoid(0)), an even mix.
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
     def forward(
-        self, features: List[torch.Tensor], channels: Optional[Sequence[int]] = None
-    ) -> List[torch.Tensor]:
+        self,
+        features: List[torch.Tensor],
+        channels: Optional[Sequence[int]] = None,
+        return_gates: bool = False,
+    ):
         """
         Args:
             features: teacher maps fine to coarse, level ``l`` of shape N x C_l x H_l x W_l.
             channels: if given, fuse only the first ``channels[l]`` channels of level ``l`` (the
                 gates still see all of them): the same values as cropping the result, without
                 computing the channels a loss would crop away.
+            return_gates: also return the gates.
 
         Returns:
             list[Tensor]: ``T'_l``, N x min(C_l, C_{l+1}[, channels[l]]) x H_l x W_l; the last
-            one is ``T_L``.
+            one is ``T_L``. With ``return_gates``, also the list of N x 2 x H_l x W_l gates
+            ``(a0, a1)`` of every level but the coarsest.
         """
-        fused = []
+        fused, all_gates = [], []
         for i, (conv, c, fine, coarse) in enumerate(
             zip(self.fuse, self.fused_channels, features, features[1:])
         ):
@@ -120,33 +161,65 @@ class TeacherShareModule(nn.Module):
             def resize(x, size=fine.shape[-2:], kwargs=kwargs):
                 return F.interpolate(x, size=size, mode=self.upsample, **kwargs)
 
-            gates = torch.sigmoid(gate_logits(conv, fine, coarse, resize))  # N x 2 x H x W
+            logits = gate_logits(conv, fine, coarse, resize)  # N x 2 x H x W
+            gates = logits.softmax(1) if self.gate == "softmax" else logits.sigmoid()
             if channels is not None:
                 fine, coarse = crop_channels(fine, channels[i]), crop_channels(coarse, channels[i])
             fused.append(fine * gates[:, :1] + resize(coarse) * gates[:, 1:])
-        return fused + [features[-1]]
+            all_gates.append(gates)
+        fused.append(features[-1])
+        return (fused, all_gates) if return_gates else fused
 
 
-def cross_layer_pairs(num_levels: int, mode: str) -> List[Tuple[int, int]]:
+CROSS_DIRECTIONS = ("both", "fine_to_coarse", "coarse_to_fine")
+
+
+def cross_layer_pairs(num_levels: int, mode: str, direction: str = "both") -> List[Tuple[int, int]]:
     """
-    Ordered (guide i, guided j) level pairs of the cross-layer loss.
+    Ordered (guide i, guided j) level pairs of the cross-layer loss; levels are indexed fine
+    (0) to coarse.
 
     Args:
         num_levels: number of levels L.
         mode: "adjacent" for (i, i+1) and (i+1, i); "all" for every i != j.
+        direction: "both"; "fine_to_coarse" keeps the pairs whose guide is the finer level
+            (i < j); "coarse_to_fine" those whose guide is the coarser one (i > j).
     """
     if mode == "adjacent":
-        return [p for i in range(num_levels - 1) for p in ((i, i + 1), (i + 1, i))]
-    if mode == "all":
-        return [(i, j) for i in range(num_levels) for j in range(num_levels) if i != j]
-    raise ValueError(f"SHARED_KD.CROSS_PAIRS must be 'adjacent' or 'all', got {mode!r}")
+        pairs = [p for i in range(num_levels - 1) for p in ((i, i + 1), (i + 1, i))]
+    elif mode == "all":
+        pairs = [(i, j) for i in range(num_levels) for j in range(num_levels) if i != j]
+    else:
+        raise ValueError(f"SHARED_KD.CROSS_PAIRS must be 'adjacent' or 'all', got {mode!r}")
+    if direction == "fine_to_coarse":
+        return [(i, j) for i, j in pairs if i < j]
+    if direction == "coarse_to_fine":
+        return [(i, j) for i, j in pairs if i > j]
+    if direction != "both":
+        raise ValueError(
+            f"SHARED_KD.CROSS_DIRECTION must be one of {CROSS_DIRECTIONS}, got {direction!r}"
+        )
+    return pairs
+
+
+def warmup_factor(iteration: Optional[int], warmup_iters: int) -> float:
+    """
+    ``min(1, (iteration + 1) / warmup_iters)``: the share of a loss weight in force at
+    ``iteration`` (0-based); 1 without warm-up or outside of training (``iteration`` None).
+    """
+    if warmup_iters <= 0 or iteration is None:
+        return 1.0
+    return min(1.0, (iteration + 1) / warmup_iters)
 
 
 @DISTILL_LOSS_REGISTRY.register()
 class SharedKDLoss(nn.Module):
     """
-    Shared-KD's feature losses; logs ``loss_sharedkd_ident`` and ``loss_sharedkd_cross``
-    (each already multiplied by ALPHA).
+    Shared-KD's feature losses; logs ``loss_sharedkd_ident`` and ``loss_sharedkd_cross`` (each
+    already weighted), and at detectron2's logging period the TSM's health per level:
+    ``distill/tsm_gate0_<level>`` and ``distill/tsm_gate1_<level>`` (mean gates of ``T_l`` and
+    of ``up(T_{l+1})``) and ``distill/tsm_rms_ratio_<level>`` (RMS(T'_l) / RMS(T_l); near 1 for
+    a healthy target, near 0 for a collapsed one).
     """
 
     @configurable
@@ -155,24 +228,39 @@ class SharedKDLoss(nn.Module):
         *,
         in_features: List[str],
         teacher_channels: List[int],
+        strides: Optional[List[int]] = None,
         alpha: float = 2.0,
+        alpha_warmup_iters: int = 0,
         teacher_share: bool = True,
         identical: bool = True,
         cross: bool = True,
+        cross_weight: float = 1.0,
         cross_pairs: str = "adjacent",
+        cross_direction: str = "both",
+        normalize: str = "none",
+        foreground_weight: float = 1.0,
         tsm_upsample: str = "nearest",
         tsm_kernel_size: int = 3,
+        tsm_gate: str = "softmax",
+        max_iter: int = 0,
     ):
         """
         Args:
             in_features: level names, fine to coarse.
             teacher_channels: the teacher's channels for each of ``in_features``.
+            strides: the student's stride of each of ``in_features`` (for foreground weighting).
             alpha: weight of both terms (the paper's alpha), >= 0.
+            alpha_warmup_iters: ramp alpha linearly from 0 over this many iterations (0: none).
             teacher_share: fuse adjacent teacher levels with a TSM before L_ident.
             identical: compute L_ident (teacher -> student, same level).
             cross: compute L_cross (student level -> student level).
-            cross_pairs: "adjacent" or "all" (see :func:`cross_layer_pairs`).
-            tsm_upsample, tsm_kernel_size: see :class:`TeacherShareModule`.
+            cross_weight: weight of L_cross relative to L_ident, >= 0.
+            cross_pairs, cross_direction: see :func:`cross_layer_pairs`.
+            normalize: "none" or "channel" (see :func:`squared_distance`).
+            foreground_weight: weight of positions inside ground-truth boxes in L_ident
+                (background positions weigh 1), >= 1; 1 is the paper's unweighted mean.
+            tsm_upsample, tsm_kernel_size, tsm_gate: see :class:`TeacherShareModule`.
+            max_iter: the run's length (``SOLVER.MAX_ITER``), to log health at its last step.
         """
         super().__init__()
         if len(teacher_channels) != len(in_features):
@@ -182,15 +270,36 @@ class SharedKDLoss(nn.Module):
             )
         if alpha < 0:
             raise ValueError(f"MODEL.DISTILL.SHARED_KD.ALPHA must be >= 0, got {alpha}")
+        if cross_weight < 0:
+            raise ValueError(
+                f"MODEL.DISTILL.SHARED_KD.CROSS_WEIGHT must be >= 0, got {cross_weight}"
+            )
+        if foreground_weight < 1:
+            raise ValueError(
+                f"MODEL.DISTILL.SHARED_KD.FOREGROUND_WEIGHT must be >= 1, got {foreground_weight}"
+            )
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(
+                f"MODEL.DISTILL.SHARED_KD.NORMALIZE must be one of {NORMALIZATIONS}, "
+                f"got {normalize!r}"
+            )
+        if foreground_weight != 1 and (strides is None or len(strides) != len(in_features)):
+            raise ValueError("Foreground weighting needs the stride of every level")
         self.in_features = list(in_features)
+        self.strides = list(strides) if strides is not None else None
         self.alpha = float(alpha)
+        self.alpha_warmup_iters = int(alpha_warmup_iters)
         self.identical = identical
         self.cross = cross
-        self.pairs = cross_layer_pairs(len(self.in_features), cross_pairs)
+        self.cross_weight = float(cross_weight)
+        self.normalize = normalize
+        self.foreground_weight = float(foreground_weight)
+        self.max_iter = max_iter
+        self.pairs = cross_layer_pairs(len(self.in_features), cross_pairs, cross_direction)
         # The TSM only shapes the identical-layer target: without L_ident it would be unused
         # (and DDP rejects parameters that get no gradient).
         self.tsm = (
-            TeacherShareModule(teacher_channels, tsm_upsample, tsm_kernel_size)
+            TeacherShareModule(teacher_channels, tsm_upsample, tsm_kernel_size, tsm_gate)
             if teacher_share and identical and len(self.in_features) > 1
             else None
         )
@@ -207,26 +316,72 @@ class SharedKDLoss(nn.Module):
         return {
             "in_features": in_features,
             "teacher_channels": [teacher_shapes[f].channels for f in in_features],
+            "strides": [student_shapes[f].stride for f in in_features],
             "alpha": c.ALPHA,
+            "alpha_warmup_iters": c.ALPHA_WARMUP_ITERS,
             "teacher_share": c.TEACHER_SHARE,
             "identical": c.IDENTICAL,
             "cross": c.CROSS,
+            "cross_weight": c.CROSS_WEIGHT,
             "cross_pairs": c.CROSS_PAIRS,
+            "cross_direction": c.CROSS_DIRECTION,
+            "normalize": c.NORMALIZE,
+            "foreground_weight": c.FOREGROUND_WEIGHT,
             "tsm_upsample": c.TSM_UPSAMPLE,
             "tsm_kernel_size": c.TSM_KERNEL_SIZE,
+            "tsm_gate": c.TSM_GATE,
+            "max_iter": cfg.SOLVER.MAX_ITER,
         }
 
-    def identical_loss(self, student: List[torch.Tensor], teacher: List[torch.Tensor]):
-        """``mean_l || A(S_l) - A(T'_l) ||^2`` on lists of maps, fine to coarse."""
+    def identical_loss(
+        self,
+        student: List[torch.Tensor],
+        teacher: List[torch.Tensor],
+        gt_boxes: Optional[List[torch.Tensor]] = None,
+    ) -> torch.Tensor:
+        """
+        ``mean_l D(A(S_l), A(T'_l))`` on lists of maps, fine to coarse.
+
+        Args:
+            student, teacher: per level, N x C x H_l x W_l.
+            gt_boxes: per image, B_i x 4 ground-truth boxes in input pixels (only read with
+                foreground weighting).
+        """
         targets = teacher
         if self.tsm is not None:
             # align_pair keeps min(C_S, C_T') channels of each level: fuse no more than that.
-            targets = self.tsm(teacher, channels=[s.shape[1] for s in student])
-        terms = [F.mse_loss(*align_pair(s, t)) for s, t in zip(student, targets)]
+            targets, gates = self.tsm(
+                teacher, channels=[s.shape[1] for s in student], return_gates=True
+            )
+            if is_logging_iteration(self.max_iter):
+                self._log_tsm_health(teacher, targets, gates)
+        terms = []
+        for i, (s, t) in enumerate(zip(student, targets)):
+            s_aligned, t_aligned = align_pair(s, t)
+            weights = None
+            if self.foreground_weight != 1.0:
+                # positions of the aligned map: the student's stride, scaled if it was pooled
+                stride = self.strides[i] * s.shape[-1] / s_aligned.shape[-1]
+                weights = foreground_weights(gt_boxes, s_aligned, stride, self.foreground_weight)
+            terms.append(squared_distance(s_aligned, t_aligned, self.normalize, weights))
         return torch.stack(terms).mean()
 
-    def cross_loss(self, student: List[torch.Tensor]):
-        """``mean_(i,j) || A(S_j, like=S_i) - sg(A(S_i, like=S_j)) ||^2``."""
+    @torch.no_grad()
+    def _log_tsm_health(self, teacher, fused, gates):
+        storage = get_event_storage()
+        # the teacher's TSM logs under distill/, a teaching assistant's under distill/assistant<i>/
+        index = getattr(self, "guide_index", 0)
+        prefix = "distill/" if index == 0 else f"distill/assistant{index}/"
+        for name, t, t_fused, g in zip(self.in_features, teacher, fused, gates):
+            t = crop_channels(t, t_fused.shape[1])
+            ratio = t_fused.float().pow(2).mean().sqrt() / t.float().pow(2).mean().sqrt()
+            means = g.float().mean(dim=(0, 2, 3))
+            storage.put_scalar(f"{prefix}tsm_gate0_{name}", means[0], smoothing_hint=False)
+            storage.put_scalar(f"{prefix}tsm_gate1_{name}", means[1], smoothing_hint=False)
+            storage.put_scalar(f"{prefix}tsm_rms_ratio_{name}", ratio, smoothing_hint=False)
+
+    def cross_loss(self, student: List[torch.Tensor]) -> torch.Tensor:
+        """``mean_(i,j) D(A(S_j, like=S_i), sg(A(S_i, like=S_j)))``."""
         if not self.pairs:  # a single level: keep the graph alive for DDP
             return student[0].sum() * 0.0
         # (i, j) and (j, i) align the same two maps: pool them once, use each side both ways.
@@ -238,19 +393,20 @@ class SharedKDLoss(nn.Module):
                 aligned[lo, hi] = align_pair(student[lo], student[hi])
             at_lo, at_hi = aligned[lo, hi]  # A(S_lo, like=S_hi), A(S_hi, like=S_lo)
             guided, guide = (at_hi, at_lo) if i == lo else (at_lo, at_hi)
-            terms.append(F.mse_loss(guided, guide.detach()))
+            terms.append(squared_distance(guided, guide.detach(), self.normalize))
         return torch.stack(terms).mean()
 
     def forward(
         self, student: DetectorOutputs, teacher: DetectorOutputs
     ) -> Dict[str, torch.Tensor]:
         s = [student.features[f] for f in self.in_features]
+        alpha = self.alpha * warmup_factor(current_iteration(), self.alpha_warmup_iters)
         losses = {}
         if self.identical:
             t = [teacher.features[f] for f in self.in_features]
-            losses["loss_sharedkd_ident"] = self.alpha * self.identical_loss(s, t)
+            losses["loss_sharedkd_ident"] = alpha * self.identical_loss(s, t, student.gt_boxes)
         if self.cross:
             # Inside the student only: the same for every guide, so computed once per step.
             cross = student.cached("sharedkd_cross", lambda: self.cross_loss(s))
-            losses["loss_sharedkd_cross"] = self.alpha * cross
+            losses["loss_sharedkd_cross"] = alpha * self.cross_weight * cross
         return losses

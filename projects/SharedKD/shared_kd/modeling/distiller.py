@@ -237,7 +237,7 @@ class DistillationDetector(nn.Module):
             out.logit_activation = self.logit_tap.activation
         return out
 
-    def _student_outputs(self) -> DetectorOutputs:
+    def _student_outputs(self, batched_inputs) -> DetectorOutputs:
         captured, self._student_features = self._student_features, None
         if captured is None:
             raise RuntimeError(
@@ -245,6 +245,10 @@ class DistillationDetector(nn.Module):
                 "DistillationDetector needs a detector whose forward runs self.backbone."
             )
         out = DetectorOutputs({f: captured[f] for f in self.in_features})
+        if all("instances" in x for x in batched_inputs):
+            # On the host as the loader gave them: a loss that weights positions by box moves
+            # them to the device, the others never touch them.
+            out.gt_boxes = [x["instances"].gt_boxes.tensor for x in batched_inputs]
         if self.logit_tap is not None:
             out.class_logits = self.logit_tap.pop_student_logits()
             out.logit_activation = self.logit_tap.activation
@@ -263,7 +267,7 @@ class DistillationDetector(nn.Module):
             return self.student(batched_inputs)
         try:
             losses = self.student(batched_inputs)
-            student = self._student_outputs()
+            student = self._student_outputs(batched_inputs)
             kept = (
                 sample_kept_guides(len(self._guides), self.drop_prob)
                 if self.drop_prob > 0

@@ -1,7 +1,7 @@
 """What a detector exposes to the distillation losses in one training step."""
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -19,12 +19,15 @@ class DetectorOutputs:
             and the guide (R-CNN: the student's sampled proposals, K = classes + 1; dense heads:
             every anchor/point of every level, K = classes), or None when no loss asks for them.
         logit_activation: "softmax" (R-CNN) or "sigmoid" (RetinaNet, FCOS).
+        gt_boxes: per image, B_i x 4 ground-truth boxes (x0, y0, x1, y1) in the pixels of the
+            model's input (the student's only; None when the inputs carry no instances).
         cache: per-step memo for terms that several guides would otherwise compute again.
     """
 
     features: Dict[str, torch.Tensor]
     class_logits: Optional[torch.Tensor] = None
     logit_activation: str = "softmax"
+    gt_boxes: Optional[List[torch.Tensor]] = None
     cache: Dict[str, Any] = field(default_factory=dict)
 
     def cached(self, key: str, compute: Callable[[], Any]):
