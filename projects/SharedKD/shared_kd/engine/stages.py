@@ -36,6 +36,7 @@ class Stage:
     output_dir: str
     opts: Sequence[str] = field(default_factory=list)  # KEY VALUE overrides
     done_file: str = "model_final.pth"  # relative to output_dir: its presence means "done"
+    env: Dict[str, str] = field(default_factory=dict)  # set for the run, e.g. OMP_NUM_THREADS
 
     def is_done(self) -> bool:
         return os.path.isfile(os.path.join(self.output_dir, self.done_file))
@@ -89,7 +90,12 @@ def run_stage(
     start = time.perf_counter()
     with open(log_path, "a") as log:
         proc = subprocess.Popen(
-            cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **stage.env},
         )
         for line in proc.stdout:
             log.write(line)
