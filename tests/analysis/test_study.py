@@ -555,3 +555,21 @@ def test_stage_env_defaults_to_empty():
     assert stage.env == {}
     assert Stage("b", "c.yaml", "/o").env is not stage.env  # not shared between stages
     assert stage.command()[0] == sys.executable
+
+
+def test_a_guide_folder_is_shared_between_studies(tmp_path):
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(
+        "name: mkd\nguides:\n"
+        "  - {name: teacher, config: t.yaml, folder: teachers/frcnn}\n"
+        "  - {name: ta, config: ta.yaml, opts: [W, '{teacher}/model_final.pth']}\n"
+        "arms:\n  - {name: a, config: a.yaml, opts: [W, '{teacher}/model_final.pth']}\n"
+    )
+    spec = load_study_spec(str(spec_file))
+    out = os.path.join("root", "mkd")
+    teacher, ta = spec.guide_runs(out)
+    assert teacher.stage.output_dir == os.path.join("root", "teachers/frcnn")
+    assert ta.stage.output_dir == os.path.join("root", "mkd", "ta")
+    assert ta.stage.opts == ["W", os.path.join("root", "teachers/frcnn") + "/model_final.pth"]
+    (arm,) = spec.arm_runs(out, seeds=[1])
+    assert arm.stage.opts[:2] == ["W", os.path.join("root", "teachers/frcnn") + "/model_final.pth"]

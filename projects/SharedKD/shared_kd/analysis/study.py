@@ -10,6 +10,7 @@ A study is described by a yaml file (see ``configs/studies/``)::
     guides:                               # trained once (seed of their config), before the arms
       - name: teacher
         config: configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.yaml
+        folder: teachers/faster_rcnn      # optional, relative to --output-dir: shared by studies
     arms:                                 # the first arm is the reference of the deltas
       - name: student alone
         config: configs/shapes/faster_rcnn_R18_FPN_tiny.yaml
@@ -18,7 +19,8 @@ A study is described by a yaml file (see ``configs/studies/``)::
         opts: [MODEL.DISTILL.TEACHER.WEIGHTS, "{teacher}/model_final.pth"]
 
 ``{<guide name>}`` in an arm's (or a later guide's) overrides is replaced by that guide's
-output folder, ``{out}`` by the study's folder. This module builds the runs and summarises
+output folder (``<output-dir>/<study name>/<guide>``, or ``<output-dir>/<folder>``), ``{out}``
+by the study's folder. This module builds the runs and summarises
 their ``metrics.json``; ``tools/study.py`` runs them.
 """
 
@@ -108,7 +110,13 @@ class StudySpec:
     def _folders(self, out: str) -> Dict[str, str]:
         folders = {"out": out}
         for g in self.guides:
-            folders[g["name"]] = os.path.join(out, slug(g["name"]))
+            # "folder": relative to the folder of all studies, so that studies share a guide
+            # (e.g. one teacher for the Shared-KD and the M-KD study of a detector family)
+            folders[g["name"]] = (
+                os.path.join(os.path.dirname(out), g["folder"])
+                if g.get("folder")
+                else os.path.join(out, slug(g["name"]))
+            )
         return folders
 
 
