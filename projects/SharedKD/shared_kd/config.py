@@ -73,6 +73,10 @@ def add_sharedkd_config(cfg):
     # TSM gates: "softmax" (convex, a0 + a1 = 1: the target keeps the teacher's scale) or
     # "sigmoid" (independent gates; they collapse to 0 in training, kept only to reproduce that).
     _C.MODEL.DISTILL.SHARED_KD.TSM_GATE = "softmax"
+    # TSM gate of T_l at initialisation, in (0, 1) (up(T_{l+1}) gets 1 - it); 0.5: an even mix.
+    _C.MODEL.DISTILL.SHARED_KD.TSM_INIT_FINE = 0.5
+    # Train the TSM's gates (by L_ident, through the target); False keeps the initial mix.
+    _C.MODEL.DISTILL.SHARED_KD.TSM_LEARN_GATES = True
     # TSM upsampling of T_{l+1} to T_l's size: "nearest" or "bilinear".
     _C.MODEL.DISTILL.SHARED_KD.TSM_UPSAMPLE = "nearest"
     # TSM fusion conv kernel size: 1 or 3.

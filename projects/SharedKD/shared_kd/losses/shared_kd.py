@@ -15,6 +15,7 @@ raw maps (the paper) or of per-channel standardised maps (NORMALIZE "channel"), 
 weighting positions inside ground-truth boxes (FOREGROUND_WEIGHT); averaged over levels or pairs.
 """
 
+import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -105,6 +106,8 @@ class TeacherShareModule(nn.Module):
         upsample: str = "nearest",
         kernel_size: int = 3,
         gate: str = "softmax",
+        init_fine: float = 0.5,
+        learn_gates: bool = True,
     ):
         """
         Args:
@@ -112,6 +115,10 @@ class TeacherShareModule(nn.Module):
             upsample: "nearest" or "bilinear".
             kernel_size: 1 or 3, the fusion conv's kernel.
             gate: "softmax" (convex, a0 + a1 = 1) or "sigmoid" (independent; collapses).
+            init_fine: the gate of ``T_l`` at initialisation, in (0, 1); ``up(T_{l+1})``'s is
+                ``1 - init_fine``.
+            learn_gates: train the fusion convs; False keeps the initial mix (no parameters
+                to learn).
         """
         super().__init__()
         if upsample not in ("nearest", "bilinear"):
@@ -120,6 +127,8 @@ class TeacherShareModule(nn.Module):
             raise ValueError(f"TSM_KERNEL_SIZE must be 1 or 3, got {kernel_size}")
         if gate not in self.GATES:
             raise ValueError(f"TSM_GATE must be one of {self.GATES}, got {gate!r}")
+        if not 0.0 < init_fine < 1.0:
+            raise ValueError(f"TSM_INIT_FINE must be in (0, 1), got {init_fine}")
         self.upsample = upsample
         self.gate = gate
         # Two adjacent levels of different widths are fused on their common (cropped) channels.
@@ -127,10 +136,15 @@ class TeacherShareModule(nn.Module):
         self.fuse = nn.ModuleList(
             nn.Conv2d(2 * c, 2, kernel_size, padding=kernel_size // 2) for c in self.fused_channels
         )
+        # Zero weights: the gates start the same at every pixel, (init_fine, 1 - init_fine).
+        logit = math.log(init_fine / (1.0 - init_fine))
+        # softmax: a0 = sigmoid(b0 - b1); sigmoid: a0 = sigmoid(b0), a1 = sigmoid(b1)
+        bias = [logit / 2, -logit / 2] if gate == "softmax" else [logit, -logit]
         for conv in self.fuse:
-            # Zero init: both gates start at 0.5 (softmax(0, 0) or sigmoid(0)), an even mix.
             nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+            with torch.no_grad():
+                conv.bias.copy_(torch.tensor(bias))
+            conv.requires_grad_(learn_gates)
 
     def forward(
         self,
@@ -242,6 +256,8 @@ class SharedKDLoss(nn.Module):
         tsm_upsample: str = "nearest",
         tsm_kernel_size: int = 3,
         tsm_gate: str = "softmax",
+        tsm_init_fine: float = 0.5,
+        tsm_learn_gates: bool = True,
         max_iter: int = 0,
     ):
         """
@@ -259,7 +275,9 @@ class SharedKDLoss(nn.Module):
             normalize: "none" or "channel" (see :func:`squared_distance`).
             foreground_weight: weight of positions inside ground-truth boxes in L_ident
                 (background positions weigh 1), >= 1; 1 is the paper's unweighted mean.
-            tsm_upsample, tsm_kernel_size, tsm_gate: see :class:`TeacherShareModule`.
+            tsm_upsample, tsm_kernel_size, tsm_gate, tsm_init_fine, tsm_learn_gates: see
+                :class:`TeacherShareModule` (upsample, kernel_size, gate, init_fine,
+                learn_gates).
             max_iter: the run's length (``SOLVER.MAX_ITER``), to log health at its last step.
         """
         super().__init__()
@@ -299,7 +317,14 @@ class SharedKDLoss(nn.Module):
         # The TSM only shapes the identical-layer target: without L_ident it would be unused
         # (and DDP rejects parameters that get no gradient).
         self.tsm = (
-            TeacherShareModule(teacher_channels, tsm_upsample, tsm_kernel_size, tsm_gate)
+            TeacherShareModule(
+                teacher_channels,
+                tsm_upsample,
+                tsm_kernel_size,
+                tsm_gate,
+                init_fine=tsm_init_fine,
+                learn_gates=tsm_learn_gates,
+            )
             if teacher_share and identical and len(self.in_features) > 1
             else None
         )
@@ -330,6 +355,8 @@ class SharedKDLoss(nn.Module):
             "tsm_upsample": c.TSM_UPSAMPLE,
             "tsm_kernel_size": c.TSM_KERNEL_SIZE,
             "tsm_gate": c.TSM_GATE,
+            "tsm_init_fine": c.TSM_INIT_FINE,
+            "tsm_learn_gates": c.TSM_LEARN_GATES,
             "max_iter": cfg.SOLVER.MAX_ITER,
         }
 
