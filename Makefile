@@ -19,7 +19,7 @@ STAMP := .cache/installed$(subst /,_,$(abspath $(PY)))
 DEPS := setup.py pyproject.toml tools/bootstrap.py $(wildcard requirements/*.txt)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format clean mkd-pipeline
+.PHONY: install demo test lint format clean mkd-pipeline gpu-prepare gpu-check
 
 install: $(STAMP)
 
@@ -38,6 +38,16 @@ demo: install
 # The M-KD pipeline on the embedded dataset: teacher -> TA -> auto-encoder -> students, AP table.
 mkd-pipeline: install
 	$(PY) tools/mkd_pipeline.py --family faster_rcnn
+
+# The GPU machine's check (tools/gpu_check.sh): `make gpu-prepare` downloads into .gpu_wheels/
+# what that machine lacks; `make gpu-check` runs the check (on a CPU machine, its smoke run).
+# On the GPU machine itself, call `bash tools/gpu_check.sh --out "$$OUT"` with .gpu_wheels carried.
+GPU_CHECK_ARGS ?=
+gpu-prepare: install
+	PYTHON=$(PY) tools/gpu_check.sh --prepare
+
+gpu-check: install
+	PYTHON=$(PY) tools/gpu_check.sh $(GPU_CHECK_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -2,6 +2,10 @@
 What distillation costs per training iteration: the student alone, the guides' forward, the
 distillation step, and the distillation losses alone, timed in one process on one batch.
 
+The student is built with random weights (and the guides too with ``random_teacher``); their
+FrozenBN layers, if any, get the batch's statistics (:func:`calibrate_frozen_bn`), so that deep
+random ResNets train with finite losses, at the speed of trained ones.
+
 :func:`run_benchmark` measures, after warm-up, the wall time of
 
 - (a) ``student_step``: a training step (forward with its own losses, backward, optimizer and
@@ -14,10 +18,16 @@ distillation step, and the distillation losses alone, timed in one process on on
   alone, on student features and guide outputs captured once from a real step (the student's
   as leaf tensors that require grad; the guides' served from the capture, not recomputed);
 
-and checks two targets: (c) <= 1.05 x ((a) + (b)) (the wrapper adds at most 5% over the work
+and, when the guides run in reduced precision (``MODEL.DISTILL.GUIDE_AUTOCAST``), (b) once more
+with them in fp32 (``teacher_forward_fp32``, as peers run a teacher: the saving is reported); and
+checks two targets: (c) <= 1.05 x ((a) + (b)) (the wrapper adds at most 5% over the work
 it cannot avoid) and (d) <= 3% of (c). Data loading is excluded: one batch of the config's
 train loader is reused every iteration. The four measurements run interleaved, one of each per
 round, so that a change in the machine's load affects all of them alike.
+
+With ``amp``, the training steps (a) and (c) run as detectron2's ``AMPTrainer`` runs them
+(fp16 autocast and a gradient scaler on CUDA; bf16 autocast on CPU, for tests); (b) and (d) run
+as inside (c), where the guides use their own precision and the losses fp32.
 
 Peak memory of (a) and (c) is measured in a fresh process each (``multiprocessing`` spawn) that
 builds only that model, so that neither includes the other's tensors or the allocator's cache.
@@ -28,7 +38,9 @@ before it built the model (``baseline_bytes``: the interpreter, torch and the ba
 
 import concurrent.futures
 import contextlib
+import copy
 import dataclasses
+import functools
 import logging
 import math
 import multiprocessing
@@ -44,7 +56,9 @@ import torch
 import torch.nn as nn
 from detectron2.data import build_detection_train_loader
 from detectron2.engine import DefaultTrainer
+from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
@@ -62,11 +76,13 @@ __all__ = [
     "build_distiller",
     "build_random_guides",
     "build_student",
+    "calibrate_frozen_bn",
     "format_report",
     "load_batch",
     "load_config",
     "peak_memory",
     "run_benchmark",
+    "synthetic_batch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,6 +97,9 @@ MEASUREMENTS = {
     "distill_step": "(c) distillation: train step",
     "distill_losses": "(d) distillation losses: fwd + bwd",
 }
+# Timed only when the guides run in reduced precision: (b) with them in fp32.
+FP32_GUIDES = "teacher_forward_fp32"
+FP32_GUIDES_LABEL = "(b) guides' forward in fp32 (reference)"
 
 
 def load_config(config_file: str, opts: Sequence[str] = ()):
@@ -169,6 +188,38 @@ def _with_random_autoencoder(cfg, teacher, folder):
     return cfg
 
 
+@torch.no_grad()
+def calibrate_frozen_bn(detector: nn.Module, batch) -> int:
+    """
+    Give a randomly initialised detector's ``FrozenBatchNorm2d`` layers the per-channel mean and
+    variance of their inputs on ``batch`` (what a BatchNorm's statistics would be), so that its
+    activations keep the scale of a trained model's.
+
+    A fresh ``FrozenBatchNorm2d`` is the identity, so a random ResNet's activations grow about
+    sqrt(2)-fold per residual block: some 2^16-fold through R101, past fp16's range, and the
+    losses of such a teacher or student are in the billions. No-op for a model without one
+    (GroupNorm). Returns the number of layers set.
+    """
+    layers = [m for m in detector.backbone.modules() if isinstance(m, FrozenBatchNorm2d)]
+
+    def set_statistics(module, args):
+        x = args[0].float()
+        module.running_mean.copy_(x.mean((0, 2, 3)))
+        module.running_var.copy_(x.var((0, 2, 3)))
+
+    hooks = [m.register_forward_pre_hook(set_statistics) for m in layers]
+    training = detector.backbone.training
+    try:
+        if layers:
+            detector.backbone.eval()  # (a distiller's hooks record training forwards only)
+            detector.backbone(detector.preprocess_image(batch).tensor)
+    finally:
+        detector.backbone.train(training)
+        for h in hooks:
+            h.remove()
+    return len(layers)
+
+
 def load_batch(cfg) -> List[Dict[str, Any]]:
     """One batch (``SOLVER.IMS_PER_BATCH`` images) of the config's train loader, seeded."""
     cfg = cfg.clone()
@@ -178,26 +229,75 @@ def load_batch(cfg) -> List[Dict[str, Any]]:
     return next(iter(build_detection_train_loader(cfg)))
 
 
+def synthetic_batch(cfg, height: int, width: int, num_images: int, seed: int = 0):
+    """
+    ``num_images`` random ``height x width`` images, as the model receives them after the data
+    mapper (no resizing happens in the model), each with 2-12 random boxes of COCO-like sizes
+    (and box-shaped polygon masks if ``MODEL.MASK_ON``): timing needs no dataset.
+    """
+    g = torch.Generator().manual_seed(seed)
+    num_classes = min(
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.MODEL.RETINANET.NUM_CLASSES, cfg.MODEL.FCOS.NUM_CLASSES
+    )
+    batch = []
+    for _ in range(num_images):
+        k = int(torch.randint(2, 13, (1,), generator=g))
+        side = torch.tensor([width, height], dtype=torch.float32)
+        wh = (0.04 + torch.rand(k, 2, generator=g) * 0.4) * side
+        xy0 = torch.rand(k, 2, generator=g) * (side - wh)
+        boxes = torch.cat([xy0, xy0 + wh], dim=1)
+        inst = Instances((height, width))
+        inst.gt_boxes = Boxes(boxes)
+        inst.gt_classes = torch.randint(0, num_classes, (k,), generator=g)
+        if cfg.MODEL.MASK_ON:
+            inst.gt_masks = PolygonMasks(
+                [[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in boxes.tolist()]
+            )
+        image = torch.randint(0, 256, (3, height, width), generator=g).float()
+        batch.append({"image": image, "height": height, "width": width, "instances": inst})
+    return batch
+
+
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 class _Trainable:
-    """A model with detectron2's optimizer and LR scheduler; ``step`` is one SimpleTrainer step."""
+    """
+    A model with detectron2's optimizer and LR scheduler; ``step`` is one SimpleTrainer step,
+    or with ``amp`` one AMPTrainer step (fp16 autocast + gradient scaler on CUDA; bf16 autocast
+    without a scaler elsewhere, where detectron2 has no AMP: for tests).
+    """
 
-    def __init__(self, cfg, model: nn.Module):
+    def __init__(self, cfg, model: nn.Module, amp: bool = False):
         self.model = model.train()
         self.optimizer = DefaultTrainer.build_optimizer(cfg, model)
         self.scheduler = DefaultTrainer.build_lr_scheduler(cfg, self.optimizer)
         self._total = None
+        device_type = torch.device(cfg.MODEL.DEVICE).type
+        cuda = device_type == "cuda"
+        self._autocast = (
+            functools.partial(
+                torch.autocast, device_type, dtype=torch.float16 if cuda else torch.bfloat16
+            )
+            if amp
+            else contextlib.nullcontext
+        )
+        self._scaler = torch.amp.GradScaler("cuda") if amp and cuda else None
 
     def step(self, batch):
-        losses = self.model(batch)
-        total = sum(losses.values())
+        with self._autocast():
+            losses = self.model(batch)
+            total = sum(losses.values())
         self.optimizer.zero_grad()
-        total.backward()
-        self.optimizer.step()
+        if self._scaler is None:
+            total.backward()
+            self.optimizer.step()
+        else:
+            self._scaler.scale(total).backward()
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
         self.scheduler.step()
         self._total = total
 
@@ -206,12 +306,25 @@ class _Trainable:
         return float("nan") if self._total is None else float(self._total.detach())
 
 
-def _build_trainable(cfg, which: str, random_teacher: bool) -> _Trainable:
+def _build_trainable(
+    cfg, which: str, random_teacher: bool, amp: bool = False, batch=None
+) -> _Trainable:
+    """
+    The model of (a) or (c) with its optimizer. Given ``batch``, its random models (the
+    student, and the guides if random) get FrozenBN statistics (:func:`calibrate_frozen_bn`).
+    """
     if which == "student_step":
-        return _Trainable(cfg, build_student(cfg))
-    if which == "distill_step":
-        return _Trainable(cfg, build_distiller(cfg, random_teacher))
-    raise ValueError(f"Unknown trainable {which!r}")
+        model = build_student(cfg)
+        detectors = [model]
+    elif which == "distill_step":
+        model = build_distiller(cfg, random_teacher)
+        detectors = [model.student] + (list(model.guides) if random_teacher else [])
+    else:
+        raise ValueError(f"Unknown trainable {which!r}")
+    if batch is not None:
+        for detector in detectors:
+            calibrate_frozen_bn(detector, batch)
+    return _Trainable(cfg, model, amp)
 
 
 @dataclasses.dataclass
@@ -268,7 +381,7 @@ def _capture(model: DistillationDetector, batch):
 
     model.train()
     model.student(batch)  # the hooks record its features (and logits)
-    student = model._student_outputs()
+    student = model._student_outputs(batch)
     with _patched_guide_outputs(model, record):
         model._distillation_losses(student, batch, list(range(len(model.guides))))
 
@@ -314,7 +427,9 @@ def _proc_status_bytes(*keys: str) -> Optional[List[int]]:
         return None
 
 
-def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int, threads: int):
+def _peak_memory_worker(
+    cfg, batch, which: str, random_teacher: bool, steps: int, threads: int, amp: bool = False
+):
     torch.set_num_threads(threads)
     device = torch.device(cfg.MODEL.DEVICE)
     if device.type == "cuda":
@@ -329,7 +444,7 @@ def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int
         if status is None:
             raise RuntimeError("CPU peak memory needs Linux's /proc/self/status; use --no-memory")
         baseline = status[0]
-    trainable = _build_trainable(cfg, which, random_teacher)
+    trainable = _build_trainable(cfg, which, random_teacher, amp, batch)
     with EventStorage():
         for _ in range(steps):
             trainable.step(batch)
@@ -338,6 +453,8 @@ def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int
         return {
             "kind": "cuda_max_memory_allocated",
             "peak_bytes": torch.cuda.max_memory_allocated(),
+            # what the caching allocator held at most (closer to what nvidia-smi shows)
+            "reserved_bytes": torch.cuda.max_memory_reserved(),
         }
     return {
         "kind": "cpu_peak_rss",
@@ -346,22 +463,33 @@ def _peak_memory_worker(cfg, batch, which: str, random_teacher: bool, steps: int
     }
 
 
-def peak_memory(cfg, batch, which: str, random_teacher: bool = False, steps: int = 3):
+def peak_memory(
+    cfg, batch, which: str, random_teacher: bool = False, steps: int = 3, amp: bool = False
+):
     """
     Peak memory of ``steps`` training steps of one model, in a fresh (spawned) process that
     builds only that model and uses this process's ``torch.get_num_threads()``.
 
     Args:
         which: "student_step" (the student alone) or "distill_step" (the DistillationDetector).
+        amp: train as detectron2's AMPTrainer does (see :func:`run_benchmark`).
 
     Returns:
-        dict: ``kind`` ("cuda_max_memory_allocated" or "cpu_peak_rss"), ``peak_bytes``, and on
-        CPU ``baseline_bytes``, the child's peak RSS before it built the model.
+        dict: ``kind`` ("cuda_max_memory_allocated" or "cpu_peak_rss"), ``peak_bytes``; on CUDA
+        ``reserved_bytes`` (the allocator's peak), on CPU ``baseline_bytes``, the child's peak
+        RSS before it built the model.
     """
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
         job = pool.submit(
-            _peak_memory_worker, cfg, batch, which, random_teacher, steps, torch.get_num_threads()
+            _peak_memory_worker,
+            cfg,
+            batch,
+            which,
+            random_teacher,
+            steps,
+            torch.get_num_threads(),
+            amp,
         )
         return job.result()
 
@@ -375,6 +503,7 @@ def run_benchmark(
     memory: bool = True,
     batch: Optional[List[Dict[str, Any]]] = None,
     config_file: str = "",
+    amp: bool = False,
 ) -> Dict[str, Any]:
     """
     Time (a)-(d) (see the module docstring) and check the targets.
@@ -387,10 +516,13 @@ def run_benchmark(
         memory: also measure the peak memory of (a) and (c), each in a fresh process.
         batch: the batch to reuse; default: :func:`load_batch`.
         config_file: recorded in the result.
+        amp: the training steps (a) and (c) in mixed precision, as ``SOLVER.AMP.ENABLED`` trains
+            (see the module docstring).
 
     Returns:
         dict: JSON-serialisable; ``timings`` (name -> median/mean/min/max seconds, count,
-        samples), ``memory`` (name -> peak bytes, or None), ``targets`` (name -> value, limit,
+        samples; also ``teacher_forward_fp32`` when the guides run in reduced precision),
+        ``memory`` (name -> peak bytes, or None), ``targets`` (name -> value, limit,
         passed) and the environment (device, versions, threads, config).
     """
     _check_distill_cfg(cfg)
@@ -399,8 +531,8 @@ def run_benchmark(
     device = torch.device(cfg.MODEL.DEVICE)
     batch = load_batch(cfg) if batch is None else batch
 
-    student = _Trainable(cfg, build_student(cfg))
-    distill = _Trainable(cfg, build_distiller(cfg, random_teacher))
+    student = _build_trainable(cfg, "student_step", random_teacher, amp, batch)
+    distill = _build_trainable(cfg, "distill_step", random_teacher, amp, batch)
     model: DistillationDetector = distill.model
     with EventStorage() as storage:
         captured_student, guide_outputs = _capture(model, batch)
@@ -417,6 +549,22 @@ def run_benchmark(
         def teacher_forward():
             for guide in read:
                 model.guide_outputs(guide, batch)
+
+        # Peers' way: the guides in fp32, in the default memory format (copies: ours may be
+        # channels-last).
+        fp32_guides = (
+            [copy.deepcopy(g).to(memory_format=torch.contiguous_format) for g in read]
+            if model.guide_dtype is not None
+            else []
+        )
+
+        def teacher_forward_fp32():
+            dtype, model.guide_dtype = model.guide_dtype, None
+            try:
+                for guide in fp32_guides:
+                    model.guide_outputs(guide, batch)
+            finally:
+                model.guide_dtype = dtype
 
         def serve(guide, _batched_inputs):
             return dataclasses.replace(guide_outputs[_guide_index(model, guide)], cache={})
@@ -449,6 +597,8 @@ def run_benchmark(
             _Measurement("distill_step", step(distill)),
             _Measurement("distill_losses", distill_losses),
         ]
+        if fp32_guides:
+            measurements.insert(2, _Measurement(FP32_GUIDES, teacher_forward_fp32, restore_tap))
         samples = _time_interleaved(measurements, iters, warmup, device)
         if not read:
             samples["teacher_forward"] = []  # no loss reads a guide: (c) runs none
@@ -459,11 +609,14 @@ def run_benchmark(
             "be those of a healthy run. Lower SOLVER.BASE_LR or use fewer iterations."
         )
     timings = {name: _summary(samples[name]) for name in MEASUREMENTS}
+    if fp32_guides:
+        timings[FP32_GUIDES] = _summary(samples[FP32_GUIDES])
+        fp32_guides.clear()  # free the copies before the memory measurements
 
     mem = {"student_step": None, "distill_step": None}
     if memory:
         for which in mem:
-            mem[which] = peak_memory(cfg, batch, which, random_teacher)
+            mem[which] = peak_memory(cfg, batch, which, random_teacher, amp=amp)
 
     a, b, c, d = (timings[n]["median_s"] for n in MEASUREMENTS)
     overhead = c / (a + b)
@@ -487,6 +640,8 @@ def run_benchmark(
         "detectron2": detectron2.__version__,
         "python": platform.python_version(),
         "random_teacher": random_teacher,
+        "amp": amp,
+        "guide_precision": str(model.guide_dtype or torch.float32).replace("torch.", ""),
         "ims_per_batch": len(batch),
         "image_sizes": [list(x["image"].shape[-2:]) for x in batch],
         "losses": list(cfg.MODEL.DISTILL.LOSSES),
@@ -528,12 +683,18 @@ def format_report(result: Dict[str, Any]) -> str:
         f"({result['device_name']}, {result['torch_num_threads']} threads); torch "
         f"{result['torch']}, detectron2 {result['detectron2']}; batch of "
         f"{result['ims_per_batch']}; {result['warmup']} warm-up + {result['iters']} timed "
-        f"rounds" + ("; random guides" if result["random_teacher"] else ""),
+        f"rounds"
+        + ("; random guides" if result["random_teacher"] else "")
+        + ("; AMP" if result.get("amp") else "")
+        + f"; guides in {result.get('guide_precision', 'float32')}",
         "",
         "| measurement | median (ms) | min (ms) | max (ms) | samples | peak memory |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, label in MEASUREMENTS.items():
+    labels = list(MEASUREMENTS.items())
+    if FP32_GUIDES in result["timings"]:
+        labels.insert(2, (FP32_GUIDES, FP32_GUIDES_LABEL))
+    for name, label in labels:
         t = result["timings"][name]
         m = result["memory"].get(name)
         if m is None:

@@ -52,6 +52,9 @@ def add_sharedkd_config(cfg):
     _C.MODEL.DISTILL.IN_FEATURES = []
     # Names of the losses to build from DISTILL_LOSS_REGISTRY; each has its own node below.
     _C.MODEL.DISTILL.LOSSES = ["SharedKDLoss"]
+    # Guides' forward precision: "auto" (bf16 on CUDA, fp16 where no bf16; off elsewhere), "bf16",
+    # "fp16" (autocast, inference_mode, channels-last on CUDA) or "off" (fp32). Losses stay fp32.
+    _C.MODEL.DISTILL.GUIDE_AUTOCAST = "auto"
 
     # The teacher: a frozen detector built from its own config file and trained weights.
     _C.MODEL.DISTILL.TEACHER = CN()

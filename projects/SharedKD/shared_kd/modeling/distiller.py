@@ -1,5 +1,8 @@
 """The distillation meta-architecture: a student trained with frozen guides' guidance."""
 
+import contextlib
+import dataclasses
+import functools
 import logging
 from typing import Dict, List, Optional, Sequence
 
@@ -14,7 +17,7 @@ from .logits import build_logit_tap
 from .outputs import DetectorOutputs
 from .teacher import DISTILL_META_ARCH, STUDENT_PREFIX, build_teacher
 
-__all__ = ["DistillationDetector", "sample_kept_guides"]
+__all__ = ["GUIDE_AUTOCAST_CHOICES", "DistillationDetector", "guide_dtype", "sample_kept_guides"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,71 @@ def sample_kept_guides(num_guides: int, drop_prob: float, generator=None) -> Lis
     if len(keep) == 0:
         keep = torch.randint(num_guides, (1,), generator=generator)
     return keep.tolist()
+
+
+GUIDE_AUTOCAST_CHOICES = ("auto", "bf16", "fp16", "off")
+
+
+def guide_dtype(guide_autocast: str, device) -> Optional[torch.dtype]:
+    """
+    The dtype the frozen guides' forward autocasts to on ``device`` for a
+    ``MODEL.DISTILL.GUIDE_AUTOCAST`` value, or None for full precision (fp32).
+
+    "auto" is bf16 on CUDA (fp16 on a GPU without bf16) and None elsewhere: on CPUs reduced
+    precision rarely pays.
+    """
+    if guide_autocast not in GUIDE_AUTOCAST_CHOICES:
+        raise ValueError(
+            f"MODEL.DISTILL.GUIDE_AUTOCAST must be one of {GUIDE_AUTOCAST_CHOICES}, got "
+            f"{guide_autocast!r}"
+        )
+    device = torch.device(device)
+    if guide_autocast == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[guide_autocast]
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        if device_type == "cuda":
+            return torch.is_autocast_enabled()
+        return device_type == "cpu" and torch.is_autocast_cpu_enabled()
+
+
+def _float32(x: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return x if x is None or x.dtype == torch.float32 else x.float()
+
+
+def _in_full_precision(losses_fn):
+    """
+    Run a method ``(self, student: DetectorOutputs, ...)`` that computes distillation losses in
+    fp32: autocast (e.g. SOLVER.AMP) off, the student's features and logits cast to fp32.
+    """
+
+    @functools.wraps(losses_fn)
+    def wrapper(self, student, *args, **kwargs):
+        device_type = self.device.type
+        off = (
+            torch.autocast(device_type, enabled=False)
+            if _autocast_enabled(device_type)
+            else contextlib.nullcontext()
+        )
+        if any(x.dtype != torch.float32 for x in student.features.values()) or (
+            student.class_logits is not None and student.class_logits.dtype != torch.float32
+        ):
+            student = dataclasses.replace(
+                student,
+                features={f: _float32(x) for f, x in student.features.items()},
+                class_logits=_float32(student.class_logits),
+            )
+        with off:
+            return losses_fn(self, student, *args, **kwargs)
+
+    return wrapper
 
 
 def _check_finite(losses: Dict[str, torch.Tensor]) -> None:
@@ -70,6 +138,10 @@ class DistillationDetector(nn.Module):
     ``.train()``, and also by ``.to()``: they are built on ``MODEL.DEVICE`` and stay there. The
     checkpoint holds ``student.*`` and ``losses.*`` (e.g. the Teacher Share Module), and a plain
     detectron2 checkpoint of the student loads into it too.
+
+    Precision: the guides' forward may run in reduced precision (``MODEL.DISTILL.GUIDE_AUTOCAST``,
+    see :func:`guide_dtype`; on CUDA their backbones are then also channels-last); their outputs
+    are cast back to fp32, and the losses always run in fp32, also under ``SOLVER.AMP``.
     """
 
     @configurable
@@ -81,6 +153,7 @@ class DistillationDetector(nn.Module):
         in_features: List[str],
         losses: nn.ModuleDict,
         drop_prob: float = 0.0,
+        guide_autocast: str = "off",
     ):
         """
         Args:
@@ -91,6 +164,8 @@ class DistillationDetector(nn.Module):
             losses: loss name -> ModuleList with one module per guide (or one for the teacher
                 only), see :func:`shared_kd.losses.build_distill_losses`.
             drop_prob: DGKD's probability of dropping a guide in a step (one is always kept).
+            guide_autocast: the guides' forward precision, see :func:`guide_dtype` (the
+                guides' device decides what "auto" means).
         """
         super().__init__()
         if not guides:
@@ -104,6 +179,12 @@ class DistillationDetector(nn.Module):
         self.in_features = list(in_features)
         self.losses = losses
         self.drop_prob = drop_prob
+        self.guide_autocast = guide_autocast
+        # None: fp32. Public so that a benchmark can time the guides in fp32 for reference.
+        self.guide_dtype = guide_dtype(guide_autocast, self._guides[0].device)
+        if self.guide_dtype is not None and self._guides[0].device.type == "cuda":
+            for guide in self._guides:  # frozen: converting them in place changes no value
+                guide.backbone.to(memory_format=torch.channels_last)
         needs_logits = any(getattr(m[0], "NEEDS_LOGITS", False) for m in losses.values())
         self.logit_tap = build_logit_tap(student) if needs_logits else None
         if self.logit_tap is not None:
@@ -185,6 +266,7 @@ class DistillationDetector(nn.Module):
             "in_features": in_features,
             "losses": losses,
             "drop_prob": ta.DROP_PROB,
+            "guide_autocast": d.GUIDE_AUTOCAST,
         }
 
     @staticmethod
@@ -228,9 +310,28 @@ class DistillationDetector(nn.Module):
 
     @torch.no_grad()
     def guide_outputs(self, guide: nn.Module, batched_inputs) -> DetectorOutputs:
-        """A guide's backbone features (and logits on the student's locations, if needed)."""
-        images = guide.preprocess_image(batched_inputs)
-        features = guide.backbone(images.tensor)
+        """
+        A guide's backbone features (and logits on the student's locations, if needed), fp32.
+
+        With a reduced :attr:`guide_dtype`, the backbone runs under autocast and
+        ``inference_mode`` (channels-last on CUDA); its features are then copied back to fp32
+        (normal tensors, which the losses' autograd may save), and the logit heads run on them
+        in fp32 (the R-CNN box pooler would otherwise round the boxes to the reduced precision).
+        """
+        if self.guide_dtype is None:
+            images = guide.preprocess_image(batched_inputs)
+            features = guide.backbone(images.tensor)
+        else:
+            device_type = guide.device.type
+            with torch.inference_mode(), torch.autocast(device_type, dtype=self.guide_dtype):
+                x = guide.preprocess_image(batched_inputs).tensor
+                if device_type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                reduced = guide.backbone(x)
+            features = {
+                f: v.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+                for f, v in reduced.items()
+            }
         out = DetectorOutputs({f: features[f] for f in self.in_features})
         if self.logit_tap is not None:
             out.class_logits = self.logit_tap.guide_logits(guide, features)
@@ -285,6 +386,7 @@ class DistillationDetector(nn.Module):
         _check_finite(losses)
         return losses
 
+    @_in_full_precision
     def _distillation_losses(self, student, batched_inputs, kept) -> Dict[str, torch.Tensor]:
         """
         Every loss term, averaged over the guides that provide it: per-guide losses over the
