@@ -26,7 +26,13 @@ from detectron2.utils.logger import setup_logger
 import shared_kd  # noqa: F401  (registers the shapes datasets)
 from shared_kd.checkpoint import SafeCheckpointer
 from shared_kd.config import add_sharedkd_config
-from shared_kd.engine import Trainer, check_output_dir, launch
+from shared_kd.data import check_datasets
+from shared_kd.data.register import (
+    absolute_dataset_paths,
+    check_num_classes,
+    register_config_datasets,
+)
+from shared_kd.engine import Trainer, check_output_dir, launch, write_portable_config
 from shared_kd.utils.env import detectron2_has_compiled_ops
 
 logger = logging.getLogger("shared_kd")
@@ -52,10 +58,13 @@ def setup(args):
     add_sharedkd_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    absolute_dataset_paths(cfg)  # so that saved and exported configs work from any folder
     cfg.freeze()
+    register_config_datasets(cfg)  # DATASETS.COCO_INSTANCES, in every process
     if not args.eval_only:  # before default_setup writes anything into OUTPUT_DIR
         check_output_dir(cfg.OUTPUT_DIR, args.resume, getattr(args, "overwrite", False))
     default_setup(cfg, args)
+    write_portable_config(cfg)  # a plain model's config.yaml, readable by vanilla detectron2
     # Log shared_kd's messages (teacher loading, export) like detectron2's own.
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="shared_kd")
     return cfg
@@ -70,6 +79,8 @@ def main(args):
         )
 
     if args.eval_only:
+        check_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
+        check_num_classes(cfg, cfg.DATASETS.TEST, "DATASETS.TEST")
         model = Trainer.build_model(cfg)
         SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume

@@ -15,10 +15,16 @@ from detectron2.utils.events import EventStorage
 
 from shared_kd.checkpoint import CheckpointReadError
 from shared_kd.data import DatasetError, check_datasets
+from shared_kd.data.register import (
+    absolute_dataset_paths,
+    check_num_classes,
+    register_config_datasets,
+)
 from shared_kd.engine import OutputDirInUseError, Trainer, check_output_dir
 from shared_kd.modeling.teacher import TeacherLoadError
 from shared_kd.utils.testing import get_tiny_cfg, random_batch
 
+from .coco_subset import write_coco_subset
 from .modeling.test_distiller import _save_guide
 from .modeling.test_mkd_distiller import mkd_cfg
 
@@ -237,3 +243,118 @@ def test_unreadable_training_weights(tmp_path):
     trainer = Trainer(cfg)
     with pytest.raises(CheckpointReadError, match="Cannot read checkpoint"):
         trainer.resume_or_load(resume=False)
+
+
+# ---- own datasets (DATASETS.COCO_INSTANCES) --------------------------------------------------
+
+
+def _entry(cfg):
+    return cfg.DATASETS.COCO_INSTANCES[0]
+
+
+def _own(change):
+    """A change to the one DATASETS.COCO_INSTANCES entry, [name, json, images]."""
+
+    def apply(cfg, tmp_path):
+        cfg.DATASETS.COCO_INSTANCES = [change(list(_entry(cfg)), tmp_path)]
+
+    return apply
+
+
+def _rename(name):
+    def apply(cfg, tmp_path):
+        _entry(cfg)[0] = name
+        cfg.DATASETS.TRAIN = (name,)
+
+    return apply
+
+
+def _more_classes(cfg, tmp_path):
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 5
+
+
+BAD_DATASETS = [
+    (
+        "COCO_INSTANCES entry malformed",
+        _own(lambda e, tmp: e[:2]),
+        DatasetError,
+        r"DATASETS.COCO_INSTANCES entries must be \[name, annotation json, image folder\]",
+    ),
+    (
+        "COCO_INSTANCES json missing",
+        _own(lambda e, tmp: [e[0], "no/such/train.json", e[2]]),
+        DatasetError,
+        r"DATASETS.COCO_INSTANCES: the annotation file of 'own_.*', '.*no/such/train.json', "
+        "does not exist",
+    ),
+    (
+        "COCO_INSTANCES image folder missing",
+        _own(lambda e, tmp: [e[0], e[1], str(tmp / "no_images")]),
+        DatasetError,
+        r"DATASETS.COCO_INSTANCES: the image folder of 'own_.*', '.*no_images', does not exist",
+    ),
+    (
+        "COCO_INSTANCES name taken (shapes)",
+        _rename("shapes_train"),
+        DatasetError,
+        "DATASETS.COCO_INSTANCES names 'shapes_train', which is already a registered dataset",
+    ),
+    (
+        "COCO_INSTANCES name taken (detectron2 builtin)",
+        _rename("coco_2017_train"),
+        DatasetError,
+        "DATASETS.COCO_INSTANCES names 'coco_2017_train', which is already a registered dataset",
+    ),
+    (
+        "dataset categories != NUM_CLASSES",
+        _more_classes,
+        DatasetError,
+        r"DATASETS.TRAIN names 'own_.*', whose annotation file has 3 categories, but the model "
+        r"has 5 classes \(MODEL.ROI_HEADS.NUM_CLASSES\). Set MODEL.ROI_HEADS.NUM_CLASSES 3.",
+    ),
+]
+
+
+@pytest.fixture
+def own_cfg(tmp_path):
+    """A tiny config that trains on its own COCO dataset, named by DATASETS.COCO_INSTANCES."""
+    name = f"own_{tmp_path.name}"
+    files = write_coco_subset(str(tmp_path), "own", num_images=2)
+    cfg = get_tiny_cfg("faster_rcnn")
+    cfg.DATASETS.COCO_INSTANCES = [[name, *files]]
+    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (name,), ()
+    yield cfg
+    for catalog in (DatasetCatalog, MetadataCatalog):
+        if name in catalog.list():
+            catalog.remove(name)
+
+
+def _setup_and_check(cfg):
+    """What train_net.py's setup() and Trainer.__init__ do with the datasets, before building."""
+    absolute_dataset_paths(cfg)
+    register_config_datasets(cfg)
+    check_num_classes(cfg, cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    check_num_classes(cfg, cfg.DATASETS.TEST, "DATASETS.TEST")
+
+
+@pytest.mark.parametrize(
+    "break_it, error, match", [c[1:] for c in BAD_DATASETS], ids=[c[0] for c in BAD_DATASETS]
+)
+def test_bad_own_dataset_fails_before_training(own_cfg, tmp_path, break_it, error, match):
+    break_it(own_cfg, tmp_path)
+    with pytest.raises(error, match=match):
+        _setup_and_check(own_cfg)
+
+
+def test_the_good_own_dataset_registers(own_cfg):
+    _setup_and_check(own_cfg)  # so the failures above come from the one change each
+    assert len(DatasetCatalog.get(own_cfg.DATASETS.TRAIN[0])) == 2
+
+
+def test_trainer_checks_the_class_count_before_building(own_cfg, tmp_path):
+    _setup_and_check(own_cfg)
+    own_cfg.MODEL.ROI_HEADS.NUM_CLASSES = 5
+    own_cfg.DATASETS.TEST = own_cfg.DATASETS.TRAIN
+    own_cfg.OUTPUT_DIR = str(tmp_path / "out")
+    with pytest.raises(DatasetError, match="has 3 categories, but the model has 5 classes"):
+        Trainer(own_cfg)

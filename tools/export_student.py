@@ -16,6 +16,7 @@ import os
 
 from shared_kd.checkpoint import load_checkpoint_file
 from shared_kd.config import load_config
+from shared_kd.data.register import absolute_dataset_paths
 from shared_kd.export import export_student
 
 
@@ -28,6 +29,7 @@ def main():
     args = parser.parse_args()
 
     cfg = load_config(args.config_file, args.opts)
+    absolute_dataset_paths(cfg)  # the export's config.sharedkd.yaml works from any folder
     if not os.path.isfile(args.checkpoint):
         raise SystemExit(f"Checkpoint {args.checkpoint!r} not found")
     checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only=True

@@ -5,7 +5,13 @@ from typing import Sequence
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-__all__ = ["MODEL_ZOO_PREFIX", "add_sharedkd_config", "load_config", "resolve_config_file"]
+__all__ = [
+    "MODEL_ZOO_PREFIX",
+    "add_dataset_config",
+    "add_sharedkd_config",
+    "load_config",
+    "resolve_config_file",
+]
 
 MODEL_ZOO_PREFIX = "model_zoo:"
 
@@ -166,6 +172,18 @@ def add_sharedkd_config(cfg):
     _C.MODEL.DISTILL.INHERIT_EXPLORE.EXPLORE_WEIGHT = 1.0
 
     add_fcos_config(_C)
+    add_dataset_config(_C)
+
+
+def add_dataset_config(cfg):
+    """
+    ``DATASETS.COCO_INSTANCES``: COCO-format datasets that train_net.py and the analysis tools
+    register before building anything (:mod:`shared_kd.data.register`), so that a user's own
+    data needs no code. The one key of this project outside ``MODEL.DISTILL``: it is about data.
+    """
+    # COCO-format datasets to register: [[name, annotation json, image folder], ...]; then use
+    # the names in DATASETS.TRAIN / TEST. Relative paths are read from the current directory.
+    cfg.DATASETS.COCO_INSTANCES = []
 
 
 def add_fcos_config(cfg):

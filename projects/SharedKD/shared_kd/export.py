@@ -11,7 +11,16 @@ import torch
 from .modeling.teacher import DISTILL_META_ARCH, STUDENT_PREFIX
 from .utils.io import atomic_write
 
-__all__ = ["export_student", "student_config", "student_state_dict"]
+__all__ = [
+    "SHAREDKD_CONFIG",
+    "export_student",
+    "student_config",
+    "student_state_dict",
+    "write_configs",
+]
+
+# Beside a vanilla config.yaml: the same config with this project's dataset key.
+SHAREDKD_CONFIG = "config.sharedkd.yaml"
 
 
 def student_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -31,7 +40,8 @@ def student_config(cfg):
     """
     The student's config as a plain detectron2 config: the student's meta-architecture, and
     none of SharedKD's keys (so vanilla ``get_cfg().merge_from_file`` reads it). A yaml FCOS
-    student keeps ``MODEL.FCOS``: building it needs ``import shared_kd``.
+    student keeps ``MODEL.FCOS``: building it needs ``import shared_kd``. A plain (teacher,
+    baseline) config gives the same config without SharedKD's keys.
     """
     out = cfg.clone()
     out.defrost()
@@ -40,12 +50,35 @@ def student_config(cfg):
     out.MODEL.pop("DISTILL", None)
     if out.MODEL.META_ARCHITECTURE != "FCOS":
         out.MODEL.pop("FCOS", None)
+    out.DATASETS.pop("COCO_INSTANCES", None)
     return out
+
+
+def write_configs(config, output_dir: str, datasets=()) -> None:
+    """
+    Write ``config`` (a :func:`student_config`) as ``output_dir/config.yaml``, for vanilla
+    detectron2 tools; when the run registered its own datasets (``datasets``, the value of
+    ``DATASETS.COCO_INSTANCES``), also ``config.sharedkd.yaml``: the same with that key, which
+    ``train_net.py --eval-only`` reads to register them again.
+    """
+    files = [("config.yaml", config)]
+    if datasets:
+        with_datasets = config.clone()
+        with_datasets.DATASETS.COCO_INSTANCES = [list(d) for d in datasets]
+        files.append((SHAREDKD_CONFIG, with_datasets))
+    for name, cfg in files:
+
+        def write(p, cfg=cfg):
+            with open(p, "w") as f:
+                f.write(cfg.dump())
+
+        atomic_write(os.path.join(output_dir, name), write)
 
 
 def export_student(cfg, state_dict: Dict[str, torch.Tensor], output_dir: str) -> str:
     """
-    Write ``model_final.pth`` ({"model": student weights}) and ``config.yaml`` to ``output_dir``.
+    Write ``model_final.pth`` ({"model": student weights}) and ``config.yaml`` (and
+    ``config.sharedkd.yaml``, see :func:`write_configs`) to ``output_dir``.
 
     Args:
         cfg: the distillation config the weights were trained with.
@@ -63,10 +96,5 @@ def export_student(cfg, state_dict: Dict[str, torch.Tensor], output_dir: str) ->
     config.MODEL.WEIGHTS = model_path
     # Evaluating the export must not write into (and overwrite results of) the training run.
     config.OUTPUT_DIR = os.path.abspath(output_dir)
-
-    def write_config(p):
-        with open(p, "w") as f:
-            f.write(config.dump())
-
-    atomic_write(os.path.join(output_dir, "config.yaml"), write_config)
+    write_configs(config, output_dir, cfg.DATASETS.get("COCO_INSTANCES", ()))
     return model_path

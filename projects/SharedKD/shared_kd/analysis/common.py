@@ -9,6 +9,7 @@ from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
 from ..config import load_config, resolve_config_file
+from ..data.register import register_config_datasets
 from ..export import student_config
 from ..modeling.teacher import StrictCheckpointer
 
@@ -36,6 +37,7 @@ def load_detector_config(
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"Config file {config_file!r} not found")
     cfg = load_config(config_file, opts)  # SharedKD's own configs carry MODEL.DISTILL keys
+    register_config_datasets(cfg)  # a config.sharedkd.yaml names its own datasets
     cfg = student_config(cfg)
     if device is None:
         device = cfg.MODEL.DEVICE

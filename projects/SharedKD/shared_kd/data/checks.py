@@ -65,9 +65,10 @@ def check_datasets(names: Sequence[str], key: str) -> List[int]:
     for name in names:
         if name not in DatasetCatalog.list():
             raise DatasetError(
-                f"{key} names {name!r}, which is not a registered dataset. Register it (e.g. "
-                "detectron2.data.datasets.register_coco_instances) before training, or use one "
-                "of the registered names (shapes_train, shapes_val, coco_2017_train, ...)."
+                f"{key} names {name!r}, which is not a registered dataset. Name your COCO-format "
+                "data in DATASETS.COCO_INSTANCES ([[name, annotation json, image folder], ...]; "
+                "the config.sharedkd.yaml of a run that did so carries it), or use one of the "
+                "registered names (shapes_train, shapes_val, coco_2017_train, ...)."
             )
         try:
             dicts = DatasetCatalog.get(name)

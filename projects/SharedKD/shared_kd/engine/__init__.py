@@ -2,7 +2,7 @@
 
 from .hooks import ExportStudentHook, ReseedHook
 from .launch import create_ddp_model, launch
-from .output_dir import OutputDirInUseError, check_output_dir
+from .output_dir import OutputDirInUseError, check_output_dir, write_portable_config
 from .trainer import Trainer
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "check_output_dir",
     "create_ddp_model",
     "launch",
+    "write_portable_config",
 ]

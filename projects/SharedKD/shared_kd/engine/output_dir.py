@@ -1,10 +1,22 @@
-"""Refuse to train into a folder that holds another run's results."""
+"""What a run writes into OUTPUT_DIR besides detectron2's files, and what it refuses to touch."""
 
 import glob
 import os
 from typing import List
 
-__all__ = ["OutputDirInUseError", "check_output_dir", "previous_run_files"]
+import detectron2.utils.comm as comm
+
+from ..export import student_config, write_configs
+
+__all__ = [
+    "OutputDirInUseError",
+    "check_output_dir",
+    "previous_run_files",
+    "write_portable_config",
+]
+
+# Models that only this project can build: their config.yaml stays as detectron2 wrote it.
+PROJECT_META_ARCHS = ("DistillationDetector", "TeacherAutoEncoder")
 
 
 class OutputDirInUseError(RuntimeError):
@@ -34,3 +46,17 @@ def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
             "continue it, set OUTPUT_DIR to a new folder, or pass --overwrite to train over it "
             "(its checkpoints and results are then replaced)."
         )
+
+
+def write_portable_config(cfg) -> None:
+    """
+    After ``default_setup``: replace a plain model's (a teacher's, a baseline's)
+    ``OUTPUT_DIR/config.yaml`` by one without this project's keys, which vanilla detectron2
+    (``get_cfg().merge_from_file``, ``DefaultPredictor``, its ``demo/demo.py``) reads; see
+    :func:`shared_kd.export.write_configs` (``config.sharedkd.yaml`` keeps the dataset key).
+    Distillation and auto-encoder runs keep theirs: only this project builds those models (a
+    distilled student is exported as a plain model when training ends).
+    """
+    if not comm.is_main_process() or cfg.MODEL.META_ARCHITECTURE in PROJECT_META_ARCHS:
+        return
+    write_configs(student_config(cfg), cfg.OUTPUT_DIR, cfg.DATASETS.COCO_INSTANCES)

@@ -12,6 +12,7 @@ from detectron2.evaluation import COCOEvaluator
 
 from ..checkpoint import SafeCheckpointer
 from ..data.checks import LOAD_ERRORS, DatasetError, check_datasets, dataset_error
+from ..data.register import check_num_classes
 from ..data.sampler import ResumableLoader, ResumableSampler, give_own_generator
 from ..modeling import DistillationDetector
 from ..utils.env import detectron2_has_compiled_ops
@@ -47,6 +48,8 @@ class Trainer(DefaultTrainer):
         # Fail before building models if the evaluation data is unusable: it is only read at
         # the end of training otherwise.
         check_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
+        check_num_classes(cfg, cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+        check_num_classes(cfg, cfg.DATASETS.TEST, "DATASETS.TEST")
         # DefaultTrainer.__init__ builds its DDP wrapper and checkpointer by these module-level
         # names; substituting drop-in versions keeps the rest of detectron2's logic unchanged.
         with mock.patch.object(_d2_defaults, "create_ddp_model", create_ddp_model):
