@@ -19,7 +19,7 @@ STAMP := .cache/installed$(subst /,_,$(abspath $(PY)))
 DEPS := setup.py pyproject.toml tools/bootstrap.py $(wildcard requirements/*.txt)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format clean mkd-pipeline gpu-prepare gpu-check
+.PHONY: install demo test lint format clean mkd-pipeline study gpu-prepare gpu-check
 
 install: $(STAMP)
 
@@ -38,6 +38,14 @@ demo: install
 # The M-KD pipeline on the embedded dataset: teacher -> TA -> auto-encoder -> students, AP table.
 mkd-pipeline: install
 	$(PY) tools/mkd_pipeline.py --family faster_rcnn
+
+# The seeded studies behind the README's results (tools/study.py): every study file, or one with
+# `make study STUDY=configs/studies/sharedkd_faster_rcnn.yaml`. Hours on 2 CPU cores; finished
+# runs are skipped, so an interrupted study continues where it stopped.
+STUDY ?= $(sort $(wildcard configs/studies/*.yaml))
+STUDY_ARGS ?=
+study: install
+	@for s in $(STUDY); do $(PY) tools/study.py $$s $(STUDY_ARGS) || exit 1; done
 
 # The GPU machine's check (tools/gpu_check.sh): `make gpu-prepare` downloads into .gpu_wheels/
 # what that machine lacks; `make gpu-check` runs the check (on a CPU machine, its smoke run).

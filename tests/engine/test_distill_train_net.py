@@ -41,6 +41,11 @@ def distilled(tmp_path_factory):
         "8",
         "SOLVER.CHECKPOINT_PERIOD",
         "4",
+        # every part on (the defaults leave the cross-layer term off and the TSM's gates fixed)
+        "MODEL.DISTILL.SHARED_KD.CROSS",
+        "True",
+        "MODEL.DISTILL.SHARED_KD.TSM_LEARN_GATES",
+        "True",
         "OUTPUT_DIR",
         student_dir,
         *FAST,

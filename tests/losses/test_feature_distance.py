@@ -305,3 +305,12 @@ def test_is_logging_iteration_false_outside_of_storage():
     assert is_logging_iteration(100) is False
     assert is_logging_iteration(0) is False
     assert is_logging_iteration(1) is False
+
+
+def test_standardize_a_constant_channel_has_finite_gradients():
+    # one channel takes the same value in every image (a 1 x 1 level, batch 2): its variance is
+    # 0, where sqrt's gradient is infinite
+    x = torch.tensor([[[[1.0]], [[2.0]]], [[[1.0]], [[3.0]]]], requires_grad=True)  # 2 x 2 x 1 x 1
+    standardize_channels(x).pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert squared_distance(x, torch.randn(2, 2, 1, 1), "channel").isfinite()

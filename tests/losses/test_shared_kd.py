@@ -458,12 +458,37 @@ def test_single_level_cross_is_zero_and_keeps_graph():
 # ----------------------------------------------------------------------------- registry
 
 
-def _cfg(losses=None):
+def _cfg(losses=None, paper=True):
+    """A SharedKD config; ``paper``: Shared-KD as the paper sets it (the values below assume it)."""
     cfg = get_cfg()
     add_sharedkd_config(cfg)
     if losses is not None:
         cfg.MODEL.DISTILL.LOSSES = losses
+    if paper:
+        c = cfg.MODEL.DISTILL.SHARED_KD
+        c.NORMALIZE, c.ALPHA, c.TSM_LEARN_GATES, c.CROSS = "none", 2.0, True, True
     return cfg
+
+
+def test_config_defaults_are_the_studys_choice():
+    """PKD-style distance at PKD's weight, a fixed even TSM mix, no cross-layer term."""
+    cfg = _cfg(paper=False)
+    loss = build_distill_losses(cfg, STUDENT_SHAPES, [TEACHER_SHAPES])["SharedKDLoss"][0]
+    assert (loss.normalize, loss.alpha, loss.cross) == ("channel", 15.0, False)
+    assert not any(p.requires_grad for p in loss.tsm.parameters())
+    s = {"p2": torch.randn(2, 2, 4, 4), "p3": torch.randn(2, 2, 2, 2)}
+    t = {"p2": torch.randn(2, 4, 4, 4), "p3": torch.randn(2, 3, 2, 2)}
+    out = _run(loss, s, t)
+    assert set(out) == {IDENT}
+    # an even mix of p2 and p3 (upsampled), standardised per channel like the student
+    t_fused = 0.5 * t["p2"][:, :2] + 0.5 * _up2(t["p3"][:, :2])
+
+    def std(x):
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        return (x - mean) / (x.std(dim=(0, 2, 3), keepdim=True) + 1e-6)
+
+    expected = 15.0 * (_mse(std(s["p2"]), std(t_fused)) + _mse(std(s["p3"]), std(t["p3"][:, :2])))
+    assert_close(out[IDENT], expected / 2)
 
 
 STUDENT_SHAPES = {"p2": ShapeSpec(channels=2, stride=4), "p3": ShapeSpec(channels=2, stride=8)}

@@ -62,7 +62,10 @@ def standardize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     # unbiased as PKD's torch.std, but a single value per channel (one image, a 1 x 1 level)
     # has none: its standardised value is then 0, like a constant channel's.
     count = x.shape[0] * x.shape[2] * x.shape[3]
-    std = x.var(dim=(0, 2, 3), keepdim=True, unbiased=count > 1).sqrt()
+    var = x.var(dim=(0, 2, 3), keepdim=True, unbiased=count > 1)
+    # sqrt's gradient is infinite at 0: a constant channel (e.g. a 1 x 1 level whose values
+    # agree across the batch) would turn 0 * inf into NaN gradients without the 1e-12.
+    std = (var + 1e-12).sqrt()
     return (x - mean) / (std + eps)
 
 

@@ -230,7 +230,9 @@ def warmup_factor(iteration: Optional[int], warmup_iters: int) -> float:
 class SharedKDLoss(nn.Module):
     """
     Shared-KD's feature losses; logs ``loss_sharedkd_ident`` and ``loss_sharedkd_cross`` (each
-    already weighted), and at detectron2's logging period the TSM's health per level:
+    already weighted). The keyword defaults are the paper's settings; the config's defaults
+    (``MODEL.DISTILL.SHARED_KD``) are the ones the project's study chose (docs/METHODS.md).
+    At detectron2's logging period it also logs the TSM's health per level:
     ``distill/tsm_gate0_<level>`` and ``distill/tsm_gate1_<level>`` (mean gates of ``T_l`` and
     of ``up(T_{l+1})``) and ``distill/tsm_rms_ratio_<level>`` (RMS(T'_l) / RMS(T_l); near 1 for
     a healthy target, near 0 for a collapsed one).

@@ -50,6 +50,12 @@ def get_tiny_cfg(family="faster_rcnn", num_classes=3, fpn_channels=32):
     cfg.INPUT.MIN_SIZE_TEST = 64
     cfg.INPUT.MAX_SIZE_TEST = 64
     cfg.SEED = 0
+    # Every part of Shared-KD on, so that tests exercise each code path: the defaults leave the
+    # cross-layer term off and the TSM's gates fixed (docs/METHODS.md).
+    cfg.MODEL.DISTILL.SHARED_KD.CROSS = True
+    cfg.MODEL.DISTILL.SHARED_KD.TSM_LEARN_GATES = True
+    # Random models stepped at a fixed learning rate without warm-up: a moderate weight.
+    cfg.MODEL.DISTILL.SHARED_KD.ALPHA = 2.0
     if family in ("faster_rcnn", "mask_rcnn"):
         _tiny_backbone(cfg, fpn_channels, ["res2", "res3", "res4", "res5"])
         cfg.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
