@@ -16,7 +16,8 @@ endif
 
 # One stamp per interpreter: `make install` does the work once, later runs return at once.
 STAMP := .cache/installed$(subst /,_,$(abspath $(PY)))
-DEPS := setup.py pyproject.toml tools/bootstrap.py $(wildcard requirements/*.txt)
+DEPS := setup.py pyproject.toml tools/bootstrap.py $(wildcard tools/bootstrap_templates/*) \
+	$(wildcard requirements/*.txt)
 PYTEST_ARGS ?=
 
 .PHONY: install demo test lint format clean mkd-pipeline study gpu-prepare gpu-check

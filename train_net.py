@@ -18,14 +18,13 @@ holds another run unless given ``--resume`` (continue it) or ``--overwrite`` (re
 import logging
 
 import detectron2.utils.comm as comm
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 import shared_kd  # noqa: F401  (registers the shapes datasets)
 from shared_kd.checkpoint import SafeCheckpointer
-from shared_kd.config import add_sharedkd_config
+from shared_kd.config import load_config
 from shared_kd.data import check_datasets
 from shared_kd.data.register import (
     absolute_dataset_paths,
@@ -54,10 +53,8 @@ def argument_parser():
 
 def setup(args):
     """Create the config from the file and the command line, then detectron2's default setup."""
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    # get_cfg -> add_sharedkd_config -> merge_from_file -> merge_from_list
+    cfg = load_config(args.config_file, args.opts)
     absolute_dataset_paths(cfg)  # so that saved and exported configs work from any folder
     cfg.freeze()
     register_config_datasets(cfg)  # DATASETS.COCO_INSTANCES, in every process

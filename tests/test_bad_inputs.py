@@ -13,7 +13,7 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from shared_kd.checkpoint import CheckpointReadError
+from shared_kd.checkpoint import CheckpointReadError, TeacherLoadError
 from shared_kd.data import DatasetError, check_datasets
 from shared_kd.data.register import (
     absolute_dataset_paths,
@@ -21,7 +21,6 @@ from shared_kd.data.register import (
     register_config_datasets,
 )
 from shared_kd.engine import OutputDirInUseError, Trainer, check_output_dir
-from shared_kd.modeling.teacher import TeacherLoadError
 from shared_kd.utils.testing import get_tiny_cfg, random_batch
 
 from .coco_subset import write_coco_subset

@@ -67,6 +67,17 @@ def test_patches_apply_to_the_pinned_sdist(bootstrap):
             assert old in text, rel
 
 
+def test_templates_render_to_python(bootstrap):
+    """The files written into the release sources: valid Python, placeholders filled."""
+    stub = bootstrap.render_template("detectron2_C.py.in", revision=bootstrap.D2_FALLBACK_REVISION)
+    setup = bootstrap.render_template("detectron2_setup.py.in", version="0.6+noops")
+    compile(setup, "setup.py", "exec")
+    namespace = {}
+    exec(compile(stub, "_C.py", "exec"), namespace)
+    assert namespace["FALLBACK_REVISION"] == bootstrap.D2_FALLBACK_REVISION
+    assert 'version="0.6+noops"' in setup
+
+
 def _fallback_installed():
     from detectron2 import _C
 

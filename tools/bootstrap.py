@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import shutil
+import string
 import subprocess
 import sys
 import tarfile
@@ -41,82 +42,19 @@ D2_SDIST_PROJECT = "pb1-detectron2"
 D2_SDIST_FILE = "pb1-detectron2-0.6.tar.gz"
 D2_SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 D2_FALLBACK_VERSION = "0.6+noops"
-# Bump when the patches or the stub change: an older fallback (ours, never a user's build) is
-# then reinstalled.
+# Bump when the patches or the templates change: an older fallback (ours, never a user's build)
+# is then reinstalled.
 D2_FALLBACK_REVISION = 2
 
-# Stub for the missing extension. Module-level __getattr__ (PEP 562) turns any use of a compiled
-# op into an error that says what is missing and how to get it; import-time references
-# (``from detectron2 import _C``) keep working, and so does detectron2's collect_env.
-C_STUB = '''"""
-Stand-in for detectron2's compiled extension, written by SharedKD's tools/bootstrap.py.
+# Files written into the release sources (string.Template, $-placeholders):
+# - detectron2_C.py.in: a stub for the missing extension. Module-level __getattr__ (PEP 562)
+#   turns any use of a compiled op into an error that says what is missing and how to get it;
+#   import-time references (``from detectron2 import _C``) keep working, and so does
+#   detectron2's collect_env.
+# - detectron2_setup.py.in: a setup.py for the Python-only install (the release's own one
+#   compiles the extension and pins black==21.4b2).
+TEMPLATES = os.path.join(ROOT, "tools", "bootstrap_templates")
 
-This detectron2 is the official v0.6 release installed from its Python sources only
-(version 0.6+noops). Faster/Mask R-CNN, RetinaNet and FCOS with standard configs need none of
-the compiled ops; deformable convolution, rotated boxes and the fast COCO evaluator do.
-"""
-
-FALLBACK = True
-FALLBACK_REVISION = {revision}
-_HINT = (
-    "detectron2 was installed by SharedKD's fallback (0.6+noops) without its compiled ops, "
-    "so `detectron2._C.{name}` is unavailable. Install the official build instead "
-    "(https://detectron2.readthedocs.io/en/latest/tutorials/install.html), e.g. "
-    "`pip uninstall detectron2 && pip install --no-build-isolation <detectron2 source>`; "
-    "SharedKD keeps an existing detectron2 in place."
-)
-
-
-class MissingCompiledOpError(RuntimeError):
-    """A detectron2 compiled op was reached in a build that has none."""
-
-
-def get_compiler_version():
-    return "none (detectron2 0.6+noops: compiled ops not built)"
-
-
-def get_cuda_version():
-    return "none (detectron2 0.6+noops: compiled ops not built)"
-
-
-def has_cuda():
-    return False
-
-
-def __getattr__(name):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    raise MissingCompiledOpError(_HINT.format(name=name))
-'''
-
-# A setup.py for the Python-only install (the release's own one compiles the extension and pins
-# black==21.4b2). Same packages, the model-zoo configs and the bundled projects as the original.
-D2_SETUP = f'''
-import glob
-import os
-from setuptools import find_packages, setup
-
-PROJECTS = {{
-    "detectron2.projects.point_rend": "projects/PointRend/point_rend",
-    "detectron2.projects.deeplab": "projects/DeepLab/deeplab",
-    "detectron2.projects.panoptic_deeplab": "projects/Panoptic-DeepLab/panoptic_deeplab",
-}}
-configs = [
-    os.path.relpath(p, "detectron2/model_zoo")
-    for p in glob.glob("detectron2/model_zoo/configs/**/*", recursive=True)
-    if p.endswith((".yaml", ".py"))
-]
-setup(
-    name="detectron2",
-    version="{D2_FALLBACK_VERSION}",
-    description="detectron2 v0.6 (official release sources, no compiled ops; SharedKD fallback)",
-    url="https://github.com/facebookresearch/detectron2",
-    packages=find_packages(exclude=("configs", "tests*")) + list(PROJECTS.keys()),
-    package_dir=PROJECTS,
-    package_data={{"detectron2.model_zoo": configs}},
-    python_requires=">=3.7",
-)
-'''
 
 # (file, old, new, why): textual patches applied to the release sources.
 D2_PATCHES = [
@@ -236,6 +174,12 @@ def fetch_detectron2_sdist():
     return path
 
 
+def render_template(name, **values):
+    """The text of ``TEMPLATES/name`` with its ``$key`` placeholders replaced by ``values``."""
+    with open(os.path.join(TEMPLATES, name)) as f:
+        return string.Template(f.read()).substitute(values)
+
+
 def install_detectron2_fallback():
     sdist = fetch_detectron2_sdist()
     with tempfile.TemporaryDirectory() as tmp:
@@ -252,9 +196,9 @@ def install_detectron2_fallback():
             open(fpath, "w").write(text.replace(old, new))
             log(f"patched {rel}: {why}")
         with open(os.path.join(src, "detectron2", "_C.py"), "w") as f:
-            f.write(C_STUB.replace("{revision}", str(D2_FALLBACK_REVISION)))
+            f.write(render_template("detectron2_C.py.in", revision=D2_FALLBACK_REVISION))
         with open(os.path.join(src, "setup.py"), "w") as f:
-            f.write(D2_SETUP)
+            f.write(render_template("detectron2_setup.py.in", version=D2_FALLBACK_VERSION))
         os.remove(os.path.join(src, "setup.cfg"))
         shutil.rmtree(os.path.join(src, "pb1_detectron2.egg-info"), ignore_errors=True)
         pip("--no-build-isolation", "--no-deps", src)

@@ -25,10 +25,13 @@ import time
 
 from shared_kd.analysis import feature_gaps_from_files, qualitative_grid, write_feature_gaps
 from shared_kd.data import ensure_shapes_dataset
-from shared_kd.engine.stages import (
+from shared_kd.pipeline import (
+    EXPORTED,
+    FINAL,
     Stage,
     final_bbox_metrics,
     markdown_table,
+    mkd_stages,
     recorded_seconds,
     run_stage,
 )
@@ -47,27 +50,17 @@ def build_stages(out, mkd=False, extra_opts=()):
     pairs) are appended to every stage's overrides.
     """
 
-    def path(*parts):
-        return os.path.join(out, *parts)
-
-    teacher_weights = path("teacher", "model_final.pth")
-    teacher = ["MODEL.DISTILL.TEACHER.WEIGHTS", teacher_weights]
+    # M-KD's sequence in folders of ``out``; its teacher is every distilled student's.
+    teacher, assistant, autoencoder, mkd_student = mkd_stages("faster_rcnn", out)
+    teacher.opts = TEACHER_OPTS
     stages = [
-        (
-            "teacher (R34 FPN-128)",
-            Stage(
-                "teacher",
-                os.path.join(SHAPES, "faster_rcnn_R34_FPN_tiny_teacher.yaml"),
-                path("teacher"),
-                TEACHER_OPTS,
-            ),
-        ),
+        ("teacher (R34 FPN-128)", teacher),
         (
             "student alone (R18 FPN-64)",
             Stage(
                 "student alone",
                 os.path.join(SHAPES, "faster_rcnn_R18_FPN_tiny.yaml"),
-                path("student_alone"),
+                os.path.join(out, "student_alone"),
             ),
         ),
         (
@@ -75,51 +68,15 @@ def build_stages(out, mkd=False, extra_opts=()):
             Stage(
                 "Shared-KD student",
                 os.path.join(SHAPES, "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),
-                path("sharedkd_student"),
-                teacher,
-                done_file=os.path.join("student", "model_final.pth"),
+                os.path.join(out, "sharedkd_student"),
+                ["MODEL.DISTILL.TEACHER.WEIGHTS", os.path.join(teacher.output_dir, FINAL)],
+                done_file=EXPORTED,
             ),
         ),
     ]
     if mkd:
-        ta = path("mkd_assistant", "student")
-        stages += [
-            (
-                None,  # a guide, not a row of the table
-                Stage(
-                    "teaching assistant",
-                    os.path.join(SHAPES, "mkd_faster_rcnn_R34_to_R18_FPN96_tiny_ta.yaml"),
-                    path("mkd_assistant"),
-                    teacher,
-                    done_file=os.path.join("student", "model_final.pth"),
-                ),
-            ),
-            (
-                None,
-                Stage(
-                    "teacher auto-encoder",
-                    os.path.join(SHAPES, "ae_faster_rcnn_R34_FPN_tiny_teacher.yaml"),
-                    path("mkd_autoencoder"),
-                    teacher,
-                ),
-            ),
-            (
-                "student + M-KD",
-                Stage(
-                    "M-KD student",
-                    os.path.join(SHAPES, "mkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),
-                    path("mkd_student"),
-                    teacher
-                    + ["MODEL.DISTILL.ASSISTANTS.CONFIG_FILES", repr([f"{ta}/config.yaml"])]
-                    + ["MODEL.DISTILL.ASSISTANTS.WEIGHTS", repr([f"{ta}/model_final.pth"])]
-                    + [
-                        "MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS",
-                        path("mkd_autoencoder", "model_final.pth"),
-                    ],
-                    done_file=os.path.join("student", "model_final.pth"),
-                ),
-            ),
-        ]
+        # the guides are not rows of the table
+        stages += [(None, assistant), (None, autoencoder), ("student + M-KD", mkd_student)]
     for _, stage in stages:
         stage.opts = list(stage.opts) + list(extra_opts)
     return stages

@@ -17,23 +17,16 @@ import argparse
 import json
 import os
 
-from shared_kd.config import load_config
-from shared_kd.engine.stages import Stage, final_bbox_metrics, markdown_table, run_stage
+from shared_kd.pipeline import Stage, final_bbox_metrics, markdown_table, mkd_stages, run_stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# (stage, config stem, the file whose presence means "done", relative to OUTPUT_DIR)
-STAGES = [
-    ("teacher", "{f}_R34_FPN_tiny_teacher", "model_final.pth"),
-    ("teaching assistant", "mkd_{f}_R34_to_R18_FPN96_tiny_ta", "student/model_final.pth"),
-    ("teacher auto-encoder", "ae_{f}_R34_FPN_tiny_teacher", "model_final.pth"),
-    ("baseline student", "{f}_R18_FPN_tiny", "model_final.pth"),
-    ("M-KD student", "mkd_{f}_R34_to_R18_FPN_tiny", "student/model_final.pth"),
-]
 
-
-def output_dir(config_file):
-    return load_config(config_file).OUTPUT_DIR
+def pipeline_stages(family):
+    """M-KD's sequence with the baseline student (trained alone) before the M-KD student."""
+    *guides, student = mkd_stages(family)
+    baseline = os.path.join("configs", "shapes", f"{family}_R18_FPN_tiny.yaml")
+    return [*guides, Stage.in_config_output_dir("baseline student", baseline), student]
 
 
 def main():
@@ -44,14 +37,12 @@ def main():
     os.chdir(ROOT)  # configs name their inputs relative to the repository root
 
     rows = []
-    for name, stem, done_file in STAGES:
-        config = os.path.join("configs", "shapes", stem.format(f=args.family) + ".yaml")
-        stage = Stage(name, config, output_dir(config), done_file=done_file)
+    for stage in pipeline_stages(args.family):
         seconds = run_stage(stage, ROOT, prefix="[mkd_pipeline]", dry_run=args.dry_run)
         rows.append(
             {
-                "stage": name,
-                "config": config,
+                "stage": stage.name,
+                "config": stage.config_file,
                 "seconds": seconds,
                 "bbox": final_bbox_metrics(stage.output_dir),
             }

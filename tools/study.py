@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shared_kd.analysis.study import load_study_spec, plot_study, study_markdown, summarize_study
 from shared_kd.data import ensure_shapes_dataset
-from shared_kd.engine.stages import run_stage
+from shared_kd.pipeline import run_stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "[study]"

@@ -18,7 +18,7 @@ from shared_kd.analysis.feature_gaps import (
     gap_matrix,
     write_feature_gaps,
 )
-from shared_kd.modeling.teacher import TeacherLoadError
+from shared_kd.checkpoint import TeacherLoadError
 
 from ..conftest import REPO_ROOT
 from .conftest import NUM_IMAGES

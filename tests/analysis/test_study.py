@@ -18,7 +18,7 @@ from shared_kd.analysis.study import (
     study_markdown,
     summarize_study,
 )
-from shared_kd.engine.stages import TIME_FILE, Stage, run_stage
+from shared_kd.pipeline import TIME_FILE, Stage, run_stage
 
 TEACHER_CFG = "configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.yaml"
 STUDENT_CFG = "configs/shapes/faster_rcnn_R18_FPN_tiny.yaml"

@@ -26,6 +26,8 @@ def two_process_run(tmp_path_factory, random_teacher):
         os.path.join(CONFIGS, "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),
         "MODEL.DISTILL.TEACHER.WEIGHTS",
         random_teacher,
+        "MODEL.DISTILL.SHARED_KD.CROSS",  # off by default; on, both loss terms are logged
+        "True",
         "SOLVER.MAX_ITER",
         "3",
         "SOLVER.IMS_PER_BATCH",

@@ -12,8 +12,9 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
+from shared_kd.checkpoint import TeacherLoadError
 from shared_kd.export import export_student
-from shared_kd.modeling import DistillationDetector, TeacherLoadError
+from shared_kd.modeling import DistillationDetector
 from shared_kd.utils.testing import TINY_FAMILIES, get_tiny_cfg, random_batch
 
 

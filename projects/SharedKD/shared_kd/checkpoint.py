@@ -1,5 +1,6 @@
 """
-A DetectionCheckpointer that saves atomically and loads with ``torch.load(weights_only=True)``.
+DetectionCheckpointers that save atomically and load with ``torch.load(weights_only=True)``;
+:class:`StrictCheckpointer` also loads a frozen guide's weights strictly.
 
 Saving: each checkpoint is written to a temporary file and renamed, and then ``last_checkpoint``
 is rewritten the same way, so a run killed at any moment of a save leaves the previous
@@ -14,9 +15,16 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .names import STUDENT_PREFIX
 from .utils.io import atomic_write, is_local_path
 
-__all__ = ["CheckpointReadError", "SafeCheckpointer", "load_checkpoint_file"]
+__all__ = [
+    "CheckpointReadError",
+    "SafeCheckpointer",
+    "StrictCheckpointer",
+    "TeacherLoadError",
+    "load_checkpoint_file",
+]
 
 
 class CheckpointReadError(RuntimeError):
@@ -92,3 +100,72 @@ class SafeCheckpointer(DetectionCheckpointer):
         if "model" not in loaded:  # a bare state dict, as DetectionCheckpointer accepts it
             loaded = {"model": loaded}
         return loaded
+
+
+class TeacherLoadError(RuntimeError):
+    """A guide's weights cannot be read or do not match its architecture."""
+
+
+class StrictCheckpointer(SafeCheckpointer):
+    """
+    A DetectionCheckpointer for frozen guides: every parameter must be loaded, nothing may be
+    left over, and every shape must match. A SharedKD distillation checkpoint (keys under
+    ``student.``) loads as its student.
+    """
+
+    def __init__(self, model, config_file="", key="MODEL.DISTILL.TEACHER.WEIGHTS", **kwargs):
+        """
+        Args:
+            model: the guide detector.
+            config_file: the config it was built from, named in errors.
+            key: the config node that names the weights, named in errors.
+            kwargs: as for ``DetectionCheckpointer``.
+        """
+        super().__init__(model, **kwargs)
+        self.config_file = config_file
+        self.key = key
+        self._path = None
+
+    def load(self, path, *args, **kwargs):
+        if "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Weights {path!r} not found. Set {self.key} to the checkpoint of the trained "
+                "model (e.g. output/.../model_final.pth)."
+            )
+        self._path = path
+        try:
+            return super().load(path, *args, **kwargs)
+        except CheckpointReadError as e:
+            raise TeacherLoadError(f"{self.key}: {e}") from e
+
+    def _load_model(self, checkpoint):
+        state = checkpoint["model"]
+        if any(k.startswith(STUDENT_PREFIX) for k in state):
+            checkpoint["model"] = {
+                k[len(STUDENT_PREFIX) :]: v
+                for k, v in state.items()
+                if k.startswith(STUDENT_PREFIX)
+            }
+        incompatible = super()._load_model(checkpoint)
+        problems = []
+        if incompatible.missing_keys:
+            problems.append(f"missing keys: {_abbrev(incompatible.missing_keys)}")
+        if incompatible.unexpected_keys:
+            problems.append(f"unexpected keys: {_abbrev(incompatible.unexpected_keys)}")
+        if incompatible.incorrect_shapes:
+            shapes = [
+                f"{k} {tuple(a)} vs model {tuple(b)}" for k, a, b in incompatible.incorrect_shapes
+            ]
+            problems.append(f"shape mismatches: {_abbrev(shapes)}")
+        if problems:
+            raise TeacherLoadError(
+                f"The weights {self._path!r} do not fit the architecture of "
+                f"{self.config_file!r}: " + "; ".join(problems) + f". Check that {self.key} was "
+                "trained with the config file given beside it (and its OPTS)."
+            )
+        return incompatible
+
+
+def _abbrev(keys, n=5):
+    keys = list(keys)
+    return ", ".join(keys[:n]) + (f" (and {len(keys) - n} more)" if len(keys) > n else "")

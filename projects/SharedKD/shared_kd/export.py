@@ -8,7 +8,7 @@ from typing import Dict
 
 import torch
 
-from .modeling.teacher import DISTILL_META_ARCH, STUDENT_PREFIX
+from .names import DISTILL_META_ARCH, STUDENT_PREFIX
 from .utils.io import atomic_write
 
 __all__ = [

@@ -8,10 +8,10 @@ import torch.nn as nn
 from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 
+from ..checkpoint import StrictCheckpointer
 from ..config import load_config, resolve_config_file
 from ..data.register import register_config_datasets
 from ..export import student_config
-from ..modeling.teacher import StrictCheckpointer
 
 __all__ = ["load_detector", "load_detector_config"]
 

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from ..engine.stages import TIME_FILE, Stage
+from ..pipeline import TIME_FILE, Stage
 
 __all__ = [
     "StudyRun",

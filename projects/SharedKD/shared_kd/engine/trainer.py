@@ -2,13 +2,13 @@
 
 import logging
 import os
-from unittest import mock
+import weakref
 
-import detectron2.engine.defaults as _d2_defaults
 import detectron2.utils.comm as comm
 from detectron2.data import build_detection_train_loader
-from detectron2.engine import DefaultTrainer, TrainerBase, hooks
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.evaluation import COCOEvaluator
+from detectron2.utils.logger import setup_logger
 
 from ..checkpoint import SafeCheckpointer
 from ..data.checks import LOAD_ERRORS, DatasetError, check_datasets, dataset_error
@@ -50,11 +50,35 @@ class Trainer(DefaultTrainer):
         check_datasets(cfg.DATASETS.TEST, "DATASETS.TEST")
         check_num_classes(cfg, cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
         check_num_classes(cfg, cfg.DATASETS.TEST, "DATASETS.TEST")
-        # DefaultTrainer.__init__ builds its DDP wrapper and checkpointer by these module-level
-        # names; substituting drop-in versions keeps the rest of detectron2's logic unchanged.
-        with mock.patch.object(_d2_defaults, "create_ddp_model", create_ddp_model):
-            with mock.patch.object(_d2_defaults, "DetectionCheckpointer", SafeCheckpointer):
-                super().__init__(cfg)
+        # DefaultTrainer has no override point for its DDP wrapper or its checkpointer, so its
+        # __init__ is written out here with ours (create_ddp_model also wraps CPU models;
+        # SafeCheckpointer saves atomically and loads with weights_only). These lines are
+        # DefaultTrainer.__init__'s in detectron2 0.6 and upstream main alike; like it, the
+        # SimpleTrainer/AMPTrainer get only (model, data_loader, optimizer), so the keyword
+        # arguments that later versions added keep their defaults.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()  # as DefaultTrainer: without default_setup, d2 would log nothing
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+
+        # In this order, as DefaultTrainer builds them.
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
+
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        # The trainer's state (iteration, scheduler, optimizer) is saved beside the model.
+        self.checkpointer = SafeCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -1,21 +1,32 @@
-"""Distillation losses, each registered in :data:`DISTILL_LOSS_REGISTRY`."""
+"""
+Distillation losses, each a :class:`DistillLoss` registered in :data:`DISTILL_LOSS_REGISTRY`.
 
-from .build import DISTILL_LOSS_REGISTRY, build_distill_losses
-from .inherit_explore import InheritExploreLoss
-from .mkd import AttentionTransferLoss, FSPLoss, SoftTargetKDLoss
-from .peer_baselines import FitNetsLoss, PKDLoss
-from .shared_kd import SharedKDLoss, TeacherShareModule, cross_layer_pairs
+Every module of this package is imported here, so a new file registers its losses with no list
+to edit; each registered class is also importable from this package by its registry name.
+"""
+
+import importlib
+import pkgutil
+
+# build first: a loss module imports shared_kd.modeling, whose distiller imports
+# build_distill_losses from this package, maybe while it is still initialising. base and build
+# import nothing of shared_kd at run time; a loss module imports modeling's submodules (never
+# names of the half-initialised package), so the loss modules load in any order.
+from .base import DistillLoss
+from .build import DISTILL_LOSS_REGISTRY, add_distill_loss_configs, build_distill_losses
+from .shared_kd import TeacherShareModule, cross_layer_pairs
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+# The registered losses by name (SharedKDLoss, FitNetsLoss, ...), a new file's included.
+globals().update({name: cls for name, cls in DISTILL_LOSS_REGISTRY})
 
 __all__ = [
     "DISTILL_LOSS_REGISTRY",
+    "DistillLoss",
+    "add_distill_loss_configs",
     "build_distill_losses",
-    "AttentionTransferLoss",
-    "FitNetsLoss",
-    "FSPLoss",
-    "InheritExploreLoss",
-    "PKDLoss",
-    "SharedKDLoss",
-    "SoftTargetKDLoss",
     "TeacherShareModule",
     "cross_layer_pairs",
-]
+] + sorted(name for name, _ in DISTILL_LOSS_REGISTRY)

@@ -12,80 +12,48 @@ each a mean over elements, averaged over levels. For unit vectors of D elements 
 absolute difference lies in [0, 2 / sqrt(D)], so ``L_exp`` is bounded.
 """
 
-import os
 from typing import Dict, List
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
-from ..checkpoint import load_checkpoint_file
 from ..modeling.alignment import align_pair
-from ..modeling.autoencoder import conv_encoder, weights_fingerprint
+from ..modeling.autoencoder import conv_encoder, load_teacher_encoders, weights_fingerprint
 from ..modeling.outputs import DetectorOutputs
+from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 
-__all__ = ["InheritExploreLoss", "load_teacher_encoders"]
+__all__ = ["InheritExploreLoss"]
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x.flatten(1).float(), dim=1)
 
 
-def load_teacher_encoders(path, in_features, teacher_channels, latent, teacher_fingerprint):
-    """
-    The frozen per-level encoders ``E`` of a stage-A checkpoint, checked against this teacher.
-
-    Raises:
-        FileNotFoundError, ValueError: a missing file, an auto-encoder of another teacher, or one
-        whose levels, channels or latent size do not match.
-    """
-    key = "MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS"
-    if not path:
-        raise ValueError(
-            f"{key} is empty: train the teacher's auto-encoder first (a config with "
-            "META_ARCHITECTURE 'TeacherAutoEncoder') and point this at its model_final.pth."
-        )
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Auto-encoder checkpoint {path!r} not found ({key}).")
-    state = load_checkpoint_file(path)  # weights_only: tensors and plain containers
-    state = state.get("model", state)
-    if "teacher_fingerprint" not in state:
-        raise ValueError(f"{path!r} is not a TeacherAutoEncoder checkpoint ({key}).")
-    saved = state["teacher_fingerprint"]
-    if saved.shape != teacher_fingerprint.shape or not torch.allclose(
-        saved, teacher_fingerprint, rtol=1e-6, atol=1e-6
-    ):
-        raise ValueError(
-            f"The auto-encoder {path!r} was trained on another teacher than "
-            "MODEL.DISTILL.TEACHER.WEIGHTS. Train it again with this teacher (stage A)."
-        )
-    encoders = nn.ModuleDict(
-        {f: conv_encoder(c, latent) for f, c in zip(in_features, teacher_channels)}
-    )
-    # stage A's keys: autoencoders.<level>.encoder.<i>.weight -> <level>.<i>.weight
-    found = {}
-    for f in in_features:
-        prefix = f"autoencoders.{f}.encoder."
-        found.update(
-            {f + "." + k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        )
-    try:
-        encoders.load_state_dict(found, strict=True)
-    except RuntimeError as e:
-        raise ValueError(
-            f"The auto-encoder {path!r} does not fit (levels {in_features}, teacher channels "
-            f"{teacher_channels}, MODEL.DISTILL.INHERIT_EXPLORE.LATENT {latent}): {e}"
-        ) from e
-    return encoders.requires_grad_(False)
-
-
 @DISTILL_LOSS_REGISTRY.register()
-class InheritExploreLoss(nn.Module):
+class InheritExploreLoss(DistillLoss):
     """Inherit and explore losses; logs ``loss_ie_inherit`` and ``loss_ie_explore``."""
 
     PER_GUIDE = False  # against the teacher's auto-encoder only
+
+    @classmethod
+    def add_config(cls, cfg):
+        # M-KD inherit/explore (IE-KD): stage A trains per-level auto-encoders on the frozen
+        # teacher's features (META_ARCHITECTURE "TeacherAutoEncoder"); stage B splits the student's
+        # FPN channels into an inherit and an explore half and compares each, through encoders, with
+        # the teacher's latent code.
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE = CN()
+        # Channels of the latent code (stage A and B must agree), >= 1.
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE.LATENT = 32
+        # Stage B: the auto-encoder checkpoint written by stage A (its model_final.pth).
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS = ""
+        # Weight of L_inh = ||F(E_s(S_inh)) - F(E(T))||_1, >= 0.
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE.INHERIT_WEIGHT = 1.0
+        # Weight of L_exp = -||F(E_s(S_exp)) - F(E(T))||_1, >= 0.
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE.EXPLORE_WEIGHT = 1.0
 
     @configurable
     def __init__(
@@ -107,11 +75,8 @@ class InheritExploreLoss(nn.Module):
             inherit_weight, explore_weight: weights of the two terms, >= 0.
         """
         super().__init__()
-        if inherit_weight < 0 or explore_weight < 0:
-            raise ValueError(
-                "MODEL.DISTILL.INHERIT_EXPLORE.INHERIT_WEIGHT/EXPLORE_WEIGHT must be >= 0, got "
-                f"{inherit_weight}, {explore_weight}"
-            )
+        self.check_weight("INHERIT_EXPLORE.INHERIT_WEIGHT", inherit_weight)
+        self.check_weight("INHERIT_EXPLORE.EXPLORE_WEIGHT", explore_weight)
         if min(student_channels) < 2:
             raise ValueError("Inherit/explore splits the student's channels: it needs >= 2")
         self.in_features = list(in_features)
@@ -150,14 +115,12 @@ class InheritExploreLoss(nn.Module):
             "explore_weight": ie.EXPLORE_WEIGHT,
         }
 
-    def forward(
-        self, student: DetectorOutputs, teacher: DetectorOutputs
-    ) -> Dict[str, torch.Tensor]:
+    def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
         inherit, explore = [], []
         for f in self.in_features:
             s, h = student.features[f], self.split[f]
             with torch.no_grad():
-                code = self.teacher_encoders[f](teacher.features[f])
+                code = self.teacher_encoders[f](guide.features[f])  # the teacher's: PER_GUIDE False
             s_inh, t_inh = align_pair(self.inherit[f](s[:, :h]), code)
             s_exp, t_exp = align_pair(self.explore[f](s[:, h:]), code)
             inherit.append((_unit(s_inh) - _unit(t_inh)).abs().mean())

@@ -1,5 +1,5 @@
 """
-M-KD's per-guide losses (SPIE 12506, 2022), as ``../shared/docs/METHODS.md`` reads them: soft
+M-KD's per-guide losses (SPIE 12506, 2022), as docs/METHODS.md reads them: soft
 targets with an annealed temperature, attention transfer and FSP relations. Teaching assistants
 are handled by the wrapper (each guide gets its own instance of these losses); inherit/explore
 lives in :mod:`shared_kd.losses.inherit_explore`.
@@ -9,13 +9,14 @@ import math
 from typing import Dict, List
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.utils.events import get_event_storage
 
 from ..modeling.alignment import align_pair, crop_channels, pool_to
 from ..modeling.outputs import DetectorOutputs
+from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 
 __all__ = [
@@ -27,11 +28,6 @@ __all__ = [
     "soft_target_kd",
     "temperature_at",
 ]
-
-
-def _check_weight(name, value):
-    if value < 0:
-        raise ValueError(f"MODEL.DISTILL.{name} must be >= 0, got {value}")
 
 
 def temperature_at(iteration: int, max_iter: int, t_start: float, t_end: float, schedule: str):
@@ -85,10 +81,25 @@ def soft_target_kd(
 
 
 @DISTILL_LOSS_REGISTRY.register()
-class SoftTargetKDLoss(nn.Module):
+class SoftTargetKDLoss(DistillLoss):
     """Hinton's soft targets on classification logits, temperature annealed; logs ``loss_kd``."""
 
     NEEDS_LOGITS = True
+
+    @classmethod
+    def add_config(cls, cfg):
+        # M-KD soft targets (Hinton KD): L_kd = T^2 * KL(p_T || p_S) on classification logits of the
+        # same boxes (R-CNN: softmax) or locations (RetinaNet/FCOS: per-class sigmoid).
+        cfg.MODEL.DISTILL.KD = CN()
+        # Weight of L_kd, >= 0.
+        cfg.MODEL.DISTILL.KD.WEIGHT = 1.0
+        # Temperature T at the first iteration (> 0); the paper anneals from 5.
+        cfg.MODEL.DISTILL.KD.T_START = 5.0
+        # Temperature T at the last iteration, SOLVER.MAX_ITER - 1 (> 0); the paper anneals to 1.
+        # Equal to T_START: constant.
+        cfg.MODEL.DISTILL.KD.T_END = 1.0
+        # Annealing schedule from T_START to T_END: "linear" or "cosine".
+        cfg.MODEL.DISTILL.KD.SCHEDULE = "linear"
 
     @configurable
     def __init__(
@@ -108,7 +119,7 @@ class SoftTargetKDLoss(nn.Module):
             max_iter: length of the run (``SOLVER.MAX_ITER``).
         """
         super().__init__()
-        _check_weight("KD.WEIGHT", weight)
+        self.check_weight("KD.WEIGHT", weight)
         if t_start <= 0 or t_end <= 0:
             raise ValueError(f"MODEL.DISTILL.KD.T_START/T_END must be > 0, got {t_start}, {t_end}")
         temperature_at(0, max_iter, t_start, t_end, schedule)  # validates the schedule name
@@ -148,13 +159,24 @@ def attention_map(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 
 @DISTILL_LOSS_REGISTRY.register()
-class AttentionTransferLoss(nn.Module):
+class AttentionTransferLoss(DistillLoss):
     """``mean_l ||AT(A(S_l)) - AT(A(T_l))||^2`` (mean over positions); logs ``loss_at``."""
+
+    @classmethod
+    def add_config(cls, cfg):
+        # M-KD attention transfer (Zagoruyko & Komodakis):
+        # L_at = mean_l ||AT(A(S_l)) - AT(A(T_l))||^2, AT(x) = normalize(flatten(mean_c |x|^p));
+        # a mean over positions, hence the large weight.
+        cfg.MODEL.DISTILL.AT = CN()
+        # Weight of L_at, >= 0 (the attention-transfer paper's beta).
+        cfg.MODEL.DISTILL.AT.WEIGHT = 1000.0
+        # Exponent p of the attention map, > 0.
+        cfg.MODEL.DISTILL.AT.P = 2.0
 
     @configurable
     def __init__(self, *, in_features: List[str], weight: float = 1000.0, p: float = 2.0):
         super().__init__()
-        _check_weight("AT.WEIGHT", weight)
+        self.check_weight("AT.WEIGHT", weight)
         if p <= 0:
             raise ValueError(f"MODEL.DISTILL.AT.P must be > 0, got {p}")
         self.in_features, self.weight, self.p = list(in_features), weight, p
@@ -189,8 +211,16 @@ def fsp_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @DISTILL_LOSS_REGISTRY.register()
-class FSPLoss(nn.Module):
+class FSPLoss(DistillLoss):
     """``mean_l ||G(S_l, S_l+1) - G(T_l, T_l+1)||^2`` over consecutive levels; logs ``loss_fsp``."""
+
+    @classmethod
+    def add_config(cls, cfg):
+        # M-KD FSP relation (Yim et al.): for consecutive levels, G = x^T y / (H W) over channels;
+        # L_fsp = mean_l ||G_S - G_T||^2.
+        cfg.MODEL.DISTILL.FSP = CN()
+        # Weight of L_fsp, >= 0.
+        cfg.MODEL.DISTILL.FSP.WEIGHT = 1.0
 
     @configurable
     def __init__(self, *, in_features: List[str], channels: List[int], weight: float = 1.0):
@@ -201,7 +231,7 @@ class FSPLoss(nn.Module):
             weight: weight of the term, >= 0.
         """
         super().__init__()
-        _check_weight("FSP.WEIGHT", weight)
+        self.check_weight("FSP.WEIGHT", weight)
         if len(in_features) < 2:
             raise ValueError(f"FSPLoss relates consecutive levels; got only {list(in_features)}")
         self.in_features, self.channels, self.weight = list(in_features), list(channels), weight

@@ -14,11 +14,12 @@ methods with one config change (``MODEL.DISTILL.LOSSES``):
 from typing import Dict, List
 
 import torch
-import torch.nn as nn
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
 from ..modeling.alignment import align_pair
 from ..modeling.outputs import DetectorOutputs
+from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 from .feature_distance import squared_distance
 
@@ -35,14 +36,17 @@ def _level_distances(
     ]
 
 
-def _check_weight(key: str, weight: float) -> None:
-    if weight < 0:
-        raise ValueError(f"MODEL.DISTILL.{key} must be >= 0, got {weight}")
-
-
 @DISTILL_LOSS_REGISTRY.register()
-class FitNetsLoss(nn.Module):
+class FitNetsLoss(DistillLoss):
     """``WEIGHT * mean_l ||A(S_l) - A(T_l)||^2``; logs ``loss_fitnets``."""
+
+    @classmethod
+    def add_config(cls, cfg):
+        # Peer baseline, FitNets-style hints (Romero et al. 2015) on FPN levels, no learned
+        # regressor: L = WEIGHT * mean_l ||A(S_l) - A(T_l)||^2 (Shared-KD's L_ident without a TSM).
+        cfg.MODEL.DISTILL.FITNETS = CN()
+        # Weight of the term, >= 0.
+        cfg.MODEL.DISTILL.FITNETS.WEIGHT = 2.0
 
     @configurable
     def __init__(self, *, in_features: List[str], weight: float = 2.0):
@@ -52,7 +56,7 @@ class FitNetsLoss(nn.Module):
             weight: weight of the term, >= 0.
         """
         super().__init__()
-        _check_weight("FITNETS.WEIGHT", weight)
+        self.check_weight("FITNETS.WEIGHT", weight)
         self.in_features, self.weight = list(in_features), float(weight)
 
     @classmethod
@@ -65,8 +69,16 @@ class FitNetsLoss(nn.Module):
 
 
 @DISTILL_LOSS_REGISTRY.register()
-class PKDLoss(nn.Module):
+class PKDLoss(DistillLoss):
     """``WEIGHT * sum_l ||std(A(S_l)) - std(A(T_l))||^2 / 2``; logs ``loss_pkd``."""
+
+    @classmethod
+    def add_config(cls, cfg):
+        # Peer baseline, PKD (Cao et al., NeurIPS 2022): Pearson correlation of FPN levels,
+        # L = WEIGHT * sum_l ||std(A(S_l)) - std(A(T_l))||^2 / 2, std = per-channel standardisation.
+        cfg.MODEL.DISTILL.PKD = CN()
+        # Weight of the term (per level: the levels' terms are summed, as in PKD), >= 0.
+        cfg.MODEL.DISTILL.PKD.WEIGHT = 6.0
 
     @configurable
     def __init__(self, *, in_features: List[str], weight: float = 6.0):
@@ -76,7 +88,7 @@ class PKDLoss(nn.Module):
             weight: weight of each level's term, >= 0 (PKD sums the levels).
         """
         super().__init__()
-        _check_weight("PKD.WEIGHT", weight)
+        self.check_weight("PKD.WEIGHT", weight)
         self.in_features, self.weight = list(in_features), float(weight)
 
     @classmethod

@@ -21,11 +21,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
-from detectron2.utils.events import get_event_storage
 
 from ..modeling.alignment import align_pair, crop_channels
 from ..modeling.outputs import DetectorOutputs
+from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 from .feature_distance import (
     NORMALIZATIONS,
@@ -227,7 +228,7 @@ def warmup_factor(iteration: Optional[int], warmup_iters: int) -> float:
 
 
 @DISTILL_LOSS_REGISTRY.register()
-class SharedKDLoss(nn.Module):
+class SharedKDLoss(DistillLoss):
     """
     Shared-KD's feature losses; logs ``loss_sharedkd_ident`` and ``loss_sharedkd_cross`` (each
     already weighted). The keyword defaults are the paper's settings; the config's defaults
@@ -237,6 +238,49 @@ class SharedKDLoss(nn.Module):
     of ``up(T_{l+1})``) and ``distill/tsm_rms_ratio_<level>`` (RMS(T'_l) / RMS(T_l); near 1 for
     a healthy target, near 0 for a collapsed one).
     """
+
+    @classmethod
+    def add_config(cls, cfg):
+        # Shared-KD (Electronics 2024). Loss = alpha(t) * (L_ident + CROSS_WEIGHT * L_cross).
+        cfg.MODEL.DISTILL.SHARED_KD = CN()
+        # alpha: weight of the Shared-KD feature losses, >= 0. 15 with NORMALIZE "channel" (PKD's
+        # weight, chosen by the study); the paper's best is 2 on raw maps (Table 5: 2, 5, 10, 20).
+        cfg.MODEL.DISTILL.SHARED_KD.ALPHA = 15.0
+        # Ramp alpha linearly from 0 to ALPHA over this many iterations, >= 0 (0: the paper, none).
+        cfg.MODEL.DISTILL.SHARED_KD.ALPHA_WARMUP_ITERS = 0
+        # Teacher Share Module: fuse teacher level l with level l+1 (T'_l); off means T'_l = T_l.
+        cfg.MODEL.DISTILL.SHARED_KD.TEACHER_SHARE = True
+        # TSM gates: "softmax" (convex, a0 + a1 = 1: the target keeps the teacher's scale) or
+        # "sigmoid" (independent gates; they collapse to 0 in training, kept only to reproduce
+        # that).
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_GATE = "softmax"
+        # TSM gate of T_l at initialisation, in (0, 1) (up(T_{l+1}) gets 1 - it); 0.5: an even mix.
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_INIT_FINE = 0.5
+        # Train the TSM's gates (by L_ident, through the target; the paper); False (the study's
+        # choice: learned gates drift to the easier of the two levels) keeps the initial mix.
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_LEARN_GATES = False
+        # TSM upsampling of T_{l+1} to T_l's size: "nearest" or "bilinear".
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_UPSAMPLE = "nearest"
+        # TSM fusion conv kernel size: 1 or 3.
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_KERNEL_SIZE = 3
+        # Identical-layer loss L_ident = mean_l D(A(S_l), A(T'_l)) (teacher -> student).
+        cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = True
+        # Cross-layer loss L_cross within the student: level i guides level j (stop-gradient on i).
+        # Off by default (the study: it lowered AP at every weight tried); on in the paper.
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS = False
+        # Weight of L_cross relative to L_ident, >= 0 (the paper: 1).
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS_WEIGHT = 1.0
+        # Cross-layer pairs: "adjacent" ((i, i+1) both ways) or "all" (every ordered pair i != j).
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS_PAIRS = "adjacent"
+        # Which level of a pair guides: "both" (the paper), "fine_to_coarse" (the finer level
+        # guides the coarser) or "coarse_to_fine".
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS_DIRECTION = "both"
+        # Distance D: "channel" (mean squared difference of maps standardised per channel over batch
+        # and positions, as PKD does; the study's choice) or "none" (of the raw maps, the paper).
+        cfg.MODEL.DISTILL.SHARED_KD.NORMALIZE = "channel"
+        # Weight of positions inside ground-truth boxes in L_ident (background: 1), >= 1; the
+        # weighted mean keeps the loss's scale. 1: unweighted (the paper).
+        cfg.MODEL.DISTILL.SHARED_KD.FOREGROUND_WEIGHT = 1.0
 
     @configurable
     def __init__(
@@ -288,12 +332,8 @@ class SharedKDLoss(nn.Module):
                 f"teacher_channels has {len(teacher_channels)} entries for "
                 f"{len(in_features)} in_features {list(in_features)}"
             )
-        if alpha < 0:
-            raise ValueError(f"MODEL.DISTILL.SHARED_KD.ALPHA must be >= 0, got {alpha}")
-        if cross_weight < 0:
-            raise ValueError(
-                f"MODEL.DISTILL.SHARED_KD.CROSS_WEIGHT must be >= 0, got {cross_weight}"
-            )
+        self.check_weight("SHARED_KD.ALPHA", alpha)
+        self.check_weight("SHARED_KD.CROSS_WEIGHT", cross_weight)
         if foreground_weight < 1:
             raise ValueError(
                 f"MODEL.DISTILL.SHARED_KD.FOREGROUND_WEIGHT must be >= 1, got {foreground_weight}"
@@ -337,12 +377,12 @@ class SharedKDLoss(nn.Module):
         return self.identical
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, teacher_shapes, guide=None):
+    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
         c = cfg.MODEL.DISTILL.SHARED_KD
         in_features = list(student_shapes)
         return {
             "in_features": in_features,
-            "teacher_channels": [teacher_shapes[f].channels for f in in_features],
+            "teacher_channels": [guide_shapes[f].channels for f in in_features],
             "strides": [student_shapes[f].stride for f in in_features],
             "alpha": c.ALPHA,
             "alpha_warmup_iters": c.ALPHA_WARMUP_ITERS,
@@ -397,17 +437,14 @@ class SharedKDLoss(nn.Module):
 
     @torch.no_grad()
     def _log_tsm_health(self, teacher, fused, gates):
-        storage = get_event_storage()
         # the teacher's TSM logs under distill/, a teaching assistant's under distill/assistant<i>/
-        index = getattr(self, "guide_index", 0)
-        prefix = "distill/" if index == 0 else f"distill/assistant{index}/"
         for name, t, t_fused, g in zip(self.in_features, teacher, fused, gates):
             t = crop_channels(t, t_fused.shape[1])
             ratio = t_fused.float().pow(2).mean().sqrt() / t.float().pow(2).mean().sqrt()
             means = g.float().mean(dim=(0, 2, 3))
-            storage.put_scalar(f"{prefix}tsm_gate0_{name}", means[0], smoothing_hint=False)
-            storage.put_scalar(f"{prefix}tsm_gate1_{name}", means[1], smoothing_hint=False)
-            storage.put_scalar(f"{prefix}tsm_rms_ratio_{name}", ratio, smoothing_hint=False)
+            self.put_scalar(f"tsm_gate0_{name}", means[0])
+            self.put_scalar(f"tsm_gate1_{name}", means[1])
+            self.put_scalar(f"tsm_rms_ratio_{name}", ratio)
 
     def cross_loss(self, student: List[torch.Tensor]) -> torch.Tensor:
         """``mean_(i,j) D(A(S_j, like=S_i), sg(A(S_i, like=S_j)))``."""
@@ -425,14 +462,12 @@ class SharedKDLoss(nn.Module):
             terms.append(squared_distance(guided, guide.detach(), self.normalize))
         return torch.stack(terms).mean()
 
-    def forward(
-        self, student: DetectorOutputs, teacher: DetectorOutputs
-    ) -> Dict[str, torch.Tensor]:
+    def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
         s = [student.features[f] for f in self.in_features]
         alpha = self.alpha * warmup_factor(current_iteration(), self.alpha_warmup_iters)
         losses = {}
         if self.identical:
-            t = [teacher.features[f] for f in self.in_features]
+            t = [guide.features[f] for f in self.in_features]
             losses["loss_sharedkd_ident"] = alpha * self.identical_loss(s, t, student.gt_boxes)
         if self.cross:
             # Inside the student only: the same for every guide, so computed once per step.

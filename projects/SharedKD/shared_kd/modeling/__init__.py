@@ -5,15 +5,13 @@ from .alignment import align_pair
 from .autoencoder import TeacherAutoEncoder
 from .distiller import DistillationDetector, sample_kept_guides
 from .outputs import DetectorOutputs
-from .teacher import StrictCheckpointer, TeacherLoadError, build_teacher, load_guide_config
+from .teacher import build_teacher, load_guide_config
 
 __all__ = [
     "align_pair",
     "DetectorOutputs",
     "DistillationDetector",
-    "StrictCheckpointer",
     "TeacherAutoEncoder",
-    "TeacherLoadError",
     "build_teacher",
     "load_guide_config",
     "sample_kept_guides",

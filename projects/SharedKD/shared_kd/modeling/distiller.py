@@ -13,9 +13,10 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.utils.events import get_event_storage
 
 from ..losses import build_distill_losses
+from ..names import DISTILL_META_ARCH, STUDENT_PREFIX
 from .logits import build_logit_tap
 from .outputs import DetectorOutputs
-from .teacher import DISTILL_META_ARCH, STUDENT_PREFIX, build_teacher
+from .teacher import build_teacher
 
 __all__ = ["GUIDE_AUTOCAST_CHOICES", "DistillationDetector", "guide_dtype", "sample_kept_guides"]
 
@@ -185,7 +186,7 @@ class DistillationDetector(nn.Module):
         if self.guide_dtype is not None and self._guides[0].device.type == "cuda":
             for guide in self._guides:  # frozen: converting them in place changes no value
                 guide.backbone.to(memory_format=torch.channels_last)
-        needs_logits = any(getattr(m[0], "NEEDS_LOGITS", False) for m in losses.values())
+        needs_logits = any(m[0].NEEDS_LOGITS for m in losses.values())
         self.logit_tap = build_logit_tap(student) if needs_logits else None
         if self.logit_tap is not None:
             for i, guide in enumerate(self._guides):
@@ -392,14 +393,14 @@ class DistillationDetector(nn.Module):
         Every loss term, averaged over the guides that provide it: per-guide losses over the
         kept guides, teacher-only losses (one module) always, from the teacher.
         """
-        per_guide = {n: m for n, m in self.losses.items() if getattr(m[0], "PER_GUIDE", True)}
+        per_guide = {n: m for n, m in self.losses.items() if m[0].PER_GUIDE}
         teacher_only = {n: m for n, m in self.losses.items() if n not in per_guide}
         per_term: Dict[str, List[torch.Tensor]] = {}
         for i in sorted(set(kept) | ({0} if teacher_only else set())):
             modules = [m[i] for n, m in per_guide.items() if i in kept]
             modules += [m[0] for m in teacher_only.values()] if i == 0 else []
             # Run a guide only when some loss reads it (Shared-KD's cross-layer term does not).
-            needed = any(getattr(m, "needs_guide", True) for m in modules)
+            needed = any(m.needs_guide for m in modules)
             guide = self.guide_outputs(self._guides[i], batched_inputs) if needed else None
             for module in modules:
                 for term, value in module(student, guide).items():

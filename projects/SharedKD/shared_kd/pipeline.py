@@ -1,7 +1,8 @@
 """
-Multi-stage runs of ``train_net.py`` (teacher, then students, ...), as ``make demo`` and the
-M-KD pipeline chain them: each stage is one plain ``train_net.py`` command, skipped when its
-output exists, resumed (``--resume``) when an earlier attempt was interrupted.
+Multi-stage runs of ``train_net.py`` (teacher, then students, ...), as ``make demo``, the M-KD
+pipeline and the studies chain them: each stage is one plain ``train_net.py`` command, skipped
+when its output exists, resumed (``--resume``) when an earlier attempt was interrupted. Also the
+M-KD stage sequence itself (:func:`mkd_stages`) and the AP tables of finished stages.
 """
 
 import json
@@ -14,17 +15,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from .config import load_config
+
 __all__ = [
     "METRICS",
     "Stage",
     "final_bbox_metrics",
     "markdown_table",
+    "mkd_stages",
     "recorded_seconds",
     "run_stage",
 ]
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 TIME_FILE = "stage_seconds.json"  # written beside the stage's outputs when it completes
+SHAPES_CONFIGS = os.path.join("configs", "shapes")
+# Done files: a run's final checkpoint, or for a distillation run the student it exports.
+FINAL = "model_final.pth"
+EXPORTED = os.path.join("student", FINAL)
 
 
 @dataclass
@@ -35,8 +43,13 @@ class Stage:
     config_file: str  # relative to the repository root
     output_dir: str
     opts: Sequence[str] = field(default_factory=list)  # KEY VALUE overrides
-    done_file: str = "model_final.pth"  # relative to output_dir: its presence means "done"
+    done_file: str = FINAL  # relative to output_dir: its presence means "done"
     env: Dict[str, str] = field(default_factory=dict)  # set for the run, e.g. OMP_NUM_THREADS
+
+    @classmethod
+    def in_config_output_dir(cls, name: str, config_file: str, **kwargs) -> "Stage":
+        """The stage that runs ``config_file`` as it is, into the config's own OUTPUT_DIR."""
+        return cls(name, config_file, load_config(config_file).OUTPUT_DIR, **kwargs)
 
     def is_done(self) -> bool:
         return os.path.isfile(os.path.join(self.output_dir, self.done_file))
@@ -49,6 +62,55 @@ class Stage:
             "OUTPUT_DIR",
             self.output_dir,
         ]
+
+
+def mkd_stages(family: str = "faster_rcnn", out: Optional[str] = None) -> List[Stage]:
+    """
+    M-KD's training sequence on the shapes dataset, one ``configs/shapes/`` config per stage:
+    teacher -> teaching assistant (exported as a student) -> teacher auto-encoder -> M-KD
+    student.
+
+    Args:
+        family (str): the detector family of the configs, "faster_rcnn" or "retinanet".
+        out (str or None): None: every stage runs in its config's OUTPUT_DIR and reads the
+            earlier stages' outputs where the configs name them (the sequence run by hand). A
+            folder: every stage runs in a sub-folder of it, and the later stages are pointed at
+            the earlier ones' outputs there by overrides.
+
+    Returns:
+        list[Stage]: the teacher, the teaching assistant, the auto-encoder and the student.
+    """
+    sequence = [  # (name, config stem, folder under ``out``, done file)
+        ("teacher", "{f}_R34_FPN_tiny_teacher", "teacher", FINAL),
+        ("teaching assistant", "mkd_{f}_R34_to_R18_FPN96_tiny_ta", "mkd_assistant", EXPORTED),
+        ("teacher auto-encoder", "ae_{f}_R34_FPN_tiny_teacher", "mkd_autoencoder", FINAL),
+        ("M-KD student", "mkd_{f}_R34_to_R18_FPN_tiny", "mkd_student", EXPORTED),
+    ]
+    stages = []
+    for name, stem, folder, done in sequence:
+        config = os.path.join(SHAPES_CONFIGS, stem.format(f=family) + ".yaml")
+        if out is None:
+            stages.append(Stage.in_config_output_dir(name, config, done_file=done))
+        else:
+            stages.append(Stage(name, config, os.path.join(out, folder), done_file=done))
+    if out is None:
+        return stages
+    teacher, assistant, autoencoder, student = stages
+    # The configs name the earlier stages' outputs in their own OUTPUT_DIRs: point the later
+    # stages at those under ``out`` instead.
+    guide = ["MODEL.DISTILL.TEACHER.WEIGHTS", os.path.join(teacher.output_dir, FINAL)]
+    ta = os.path.join(assistant.output_dir, "student")
+    assistant.opts = list(guide)
+    autoencoder.opts = list(guide)
+    student.opts = guide + [
+        "MODEL.DISTILL.ASSISTANTS.CONFIG_FILES",
+        repr([f"{ta}/config.yaml"]),
+        "MODEL.DISTILL.ASSISTANTS.WEIGHTS",
+        repr([f"{ta}/model_final.pth"]),
+        "MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS",
+        os.path.join(autoencoder.output_dir, FINAL),
+    ]
+    return stages
 
 
 def _progress(line: str) -> Optional[str]:

@@ -1,0 +1,180 @@
+"""The loss contract: DistillLoss, the registry, registration by file, every loss's config node."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from detectron2.config import CfgNode as CN
+from detectron2.config import configurable, get_cfg
+from detectron2.layers import ShapeSpec
+from detectron2.utils.events import EventStorage
+
+import shared_kd.losses
+from shared_kd.config import add_sharedkd_config
+from shared_kd.losses import (
+    DISTILL_LOSS_REGISTRY,
+    DistillLoss,
+    SharedKDLoss,
+    build_distill_losses,
+)
+
+SHAPES = {"p2": ShapeSpec(channels=2, stride=4)}
+
+
+def _registered():
+    return sorted(DISTILL_LOSS_REGISTRY, key=lambda item: item[0])
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Register test-only classes under a name; they are gone after the test."""
+
+    def register(name, cls):
+        monkeypatch.setitem(DISTILL_LOSS_REGISTRY._obj_map, name, cls)
+
+    return register
+
+
+class _Constant(DistillLoss):
+    """A loss with a node of its own: ``loss_constant = MODEL.DISTILL.CONSTANT.VALUE``."""
+
+    @classmethod
+    def add_config(cls, cfg):
+        # A test node.
+        cfg.MODEL.DISTILL.CONSTANT = CN()
+        # The value, any float.
+        cfg.MODEL.DISTILL.CONSTANT.VALUE = 1.5
+
+    @configurable
+    def __init__(self, *, value: float):
+        super().__init__()
+        self.value = value
+
+    @classmethod
+    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
+        return {"value": cfg.MODEL.DISTILL.CONSTANT.VALUE}
+
+    def forward(self, student, guide):
+        return {"loss_constant": torch.tensor(self.value)}
+
+
+def test_every_registered_loss_keeps_the_contract():
+    names = [name for name, _ in _registered()]
+    assert {"SharedKDLoss", "FitNetsLoss", "PKDLoss", "SoftTargetKDLoss"} <= set(names)
+    assert {"AttentionTransferLoss", "FSPLoss", "InheritExploreLoss"} <= set(names)
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    for name, cls in _registered():
+        assert issubclass(cls, DistillLoss), name
+        assert getattr(shared_kd.losses, name) is cls and name in shared_kd.losses.__all__
+        assert isinstance(cls.NEEDS_LOGITS, bool) and isinstance(cls.PER_GUIDE, bool), name
+        params = list(inspect.signature(cls.from_config).parameters)
+        assert params == ["cfg", "student_shapes", "guide_shapes", "guide"], name
+        assert list(inspect.signature(cls.forward).parameters) == ["self", "student", "guide"]
+        assert "add_config" in vars(cls), f"{name} declares no config node"
+        # its node is in the config: the keys its add_config adds to a bare MODEL.DISTILL
+        bare = get_cfg()
+        bare.MODEL.DISTILL = CN()
+        cls.add_config(bare)
+        assert bare.MODEL.DISTILL and all(
+            cfg.MODEL.DISTILL[node] == value for node, value in bare.MODEL.DISTILL.items()
+        ), name
+
+
+def test_every_module_of_the_package_is_imported_and_registers_its_losses():
+    package = os.path.dirname(shared_kd.losses.__file__)
+    modules = {f[:-3] for f in os.listdir(package) if f.endswith(".py") and f != "__init__.py"}
+    assert modules <= {m.split(".")[-1] for m in sys.modules if m.startswith("shared_kd.losses.")}
+    for _, cls in _registered():
+        if cls.__module__.startswith("shared_kd.losses."):
+            assert cls.__module__.split(".")[-1] in modules
+    defined = {
+        obj
+        for m in modules
+        for obj in vars(sys.modules[f"shared_kd.losses.{m}"]).values()
+        if isinstance(obj, type) and issubclass(obj, DistillLoss) and obj is not DistillLoss
+    }
+    assert defined <= {cls for _, cls in _registered()}
+
+
+def test_registration_does_not_depend_on_the_import_order():
+    # The package without its __init__ (which imports the losses first): the modeling package
+    # first, whose distiller imports the half-initialised losses package.
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.find_spec('shared_kd')\n"
+        "sys.modules['shared_kd'] = importlib.util.module_from_spec(spec)\n"
+        "import shared_kd.modeling\n"
+        "from shared_kd.losses import DISTILL_LOSS_REGISTRY\n"
+        "print(sorted(name for name, _ in DISTILL_LOSS_REGISTRY))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() == str([name for name, _ in _registered()])
+
+
+def test_base_defaults_and_weight_check():
+    loss = _Constant(value=1.0)
+    assert not loss.NEEDS_LOGITS and loss.PER_GUIDE and loss.needs_guide
+    assert loss.guide_index == 0  # the teacher's, until build_distill_losses says otherwise
+    DistillLoss.check_weight("X.WEIGHT", 0.0)
+    with pytest.raises(ValueError, match=r"MODEL\.DISTILL\.X\.WEIGHT must be >= 0, got -1"):
+        DistillLoss.check_weight("X.WEIGHT", -1)
+    assert not SharedKDLoss(in_features=["p2"], teacher_channels=[2], identical=False).needs_guide
+
+
+def test_put_scalar_names_the_guide():
+    loss = _Constant(value=1.0)
+    with EventStorage(0) as storage:
+        loss.put_scalar("gap", 1.0)
+        loss.guide_index = 2
+        loss.put_scalar("gap", 3.0)
+    assert storage.latest()["distill/gap"][0] == 1.0
+    assert storage.latest()["distill/assistant2/gap"][0] == 3.0
+
+
+def test_a_new_loss_registers_its_node_and_builds(registry):
+    registry("_Constant", _Constant)
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    assert cfg.MODEL.DISTILL.CONSTANT.VALUE == 1.5
+    cfg.MODEL.DISTILL.CONSTANT.VALUE = 4.0
+    cfg.MODEL.DISTILL.LOSSES = ["_Constant"]
+    (teacher, ta) = build_distill_losses(cfg, SHAPES, [SHAPES, SHAPES])["_Constant"]
+    assert (teacher.value, teacher.guide_index, ta.guide_index) == (4.0, 0, 1)
+
+
+def test_a_subclass_may_share_its_parents_node(registry):
+    class _Variant(_Constant):
+        pass
+
+    registry("_Constant", _Constant)
+    registry("_Variant", _Variant)
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)  # the inherited add_config runs once
+    assert cfg.MODEL.DISTILL.CONSTANT.VALUE == 1.5
+
+
+def test_a_node_clash_and_a_foreign_class_are_errors(registry):
+    class _Clash(DistillLoss):
+        @classmethod
+        def add_config(cls, cfg):
+            # Takes the teacher's node.
+            cfg.MODEL.DISTILL.TEACHER = CN()
+
+    registry("_Clash", _Clash)
+    with pytest.raises(ValueError, match="_Clash.add_config replaced MODEL.DISTILL.TEACHER"):
+        add_sharedkd_config(get_cfg())
+
+    cfg = get_cfg()
+    registry("_Clash", _Constant)
+    add_sharedkd_config(cfg)
+    cfg.MODEL.DISTILL.LOSSES = ["_Clash"]
+    registry("_Clash", torch.nn.Identity)
+    with pytest.raises(TypeError, match="does not subclass"):
+        add_sharedkd_config(get_cfg())
+    with pytest.raises(TypeError, match="does not subclass"):
+        build_distill_losses(cfg, SHAPES, [SHAPES])
