@@ -1,6 +1,7 @@
 """DistillationDetector: teacher handling, the student's own forward, checkpoints and export."""
 
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from detectron2.utils.events import EventStorage
 
 from shared_kd.checkpoint import TeacherLoadError
 from shared_kd.export import export_student
-from shared_kd.modeling import DistillationDetector
+from shared_kd.modeling import DistillationDetector, average_over_guides
 from shared_kd.utils.testing import TINY_FAMILIES, get_tiny_cfg, random_batch
 
 
@@ -333,3 +334,100 @@ def test_prebuilt_guides_replace_the_configured_ones(tmp_path):
     assert {"loss_sharedkd_ident", "loss_sharedkd_cross"} <= set(losses)
     with pytest.raises(ValueError, match="2 guides given for a config with a teacher and 0"):
         DistillationDetector(cfg, guides=[teacher, teacher])
+
+
+def test_average_over_guides_by_hand():
+    a = torch.tensor(1.0, requires_grad=True)
+    per_term = {
+        "loss_b": [a, torch.tensor(2.0), torch.tensor(6.0)],
+        "loss_a": [torch.tensor(0.5)],
+        "loss_c": [torch.tensor(-1.0), torch.tensor(3.0)],
+    }
+    terms = average_over_guides(per_term)
+    assert list(terms) == ["loss_b", "loss_a", "loss_c"]  # the order of the terms is kept
+    assert all(v.shape == () for v in terms.values())
+    assert [float(v) for v in terms.values()] == [3.0, 0.5, 1.0]
+    terms["loss_b"].backward()
+    assert float(a.grad) == pytest.approx(1 / 3)
+    assert average_over_guides({}) == {}
+    with pytest.raises(ValueError, match="loss_x"):
+        average_over_guides({"loss_x": []})
+
+
+def _two_guide_distiller(tmp_path):
+    """Teacher + one TA (other weights), Shared-KD and soft targets (the R-CNN logit tap)."""
+    cfg = distill_cfg(tmp_path)
+    torch.manual_seed(4)
+    ta_cfg, ta_weights, _ = _save_guide(tmp_path, "faster_rcnn", "ta", fpn_channels=64)
+    cfg.MODEL.DISTILL.ASSISTANTS.CONFIG_FILES = [ta_cfg]
+    cfg.MODEL.DISTILL.ASSISTANTS.WEIGHTS = [ta_weights]
+    cfg.MODEL.DISTILL.LOSSES = ["SharedKDLoss", "SoftTargetKDLoss"]
+    torch.manual_seed(0)
+    return build_model(cfg).train()
+
+
+def test_precomputed_guide_outputs_give_the_same_terms(tmp_path):
+    model = _two_guide_distiller(tmp_path)
+    runs = []
+    for guide in model.guides:
+        guide.backbone.register_forward_hook(lambda *args, g=guide: runs.append(g))
+    batch = random_batch(2)
+    with EventStorage() as storage:
+        model.student(batch)
+        student = model.student_outputs(batch)
+        assert model.guides_read() == [0, 1] and model.guides_read([1]) == [1]
+
+        def losses(**kwargs):
+            runs.clear()
+            fresh = dataclasses.replace(student, cache={})  # a new step's memo
+            return model.distillation_losses(fresh, batch, **kwargs)
+
+        ran = losses()  # kept=None: every guide
+        assert runs == list(model.guides)
+        assert storage.latest()["distill/guides_kept"][0] == 2.0
+        assert {"loss_sharedkd_ident", "loss_sharedkd_cross", "loss_kd"} <= set(ran)
+        assert ran.keys() == losses(kept=[0, 1]).keys()
+
+        precomputed = {i: model.guide_outputs(model.guides[i], batch) for i in (0, 1)}
+        for _ in range(2):  # the same precomputed outputs serve several calls
+            served = losses(guide_outputs=precomputed)
+            assert runs == []  # no guide ran
+            assert list(served) == list(ran)
+            for k in ran:
+                torch.testing.assert_close(served[k], ran[k], rtol=0, atol=0)
+        assert all(out.cache == {} for out in precomputed.values())
+
+        only_teacher = losses(guide_outputs={0: precomputed[0]})
+        assert runs == [model.guides[1]]  # the TA's outputs were not given: it ran
+        for k in ran:
+            torch.testing.assert_close(only_teacher[k], ran[k], rtol=0, atol=0)
+
+        with pytest.raises(ValueError, match=r"guide indices \[2\]"):
+            losses(guide_outputs={2: precomputed[0]})
+    sum(served.values()).backward()  # the precomputed terms reach the student
+
+
+def test_guides_read_skips_a_guide_no_loss_reads(tmp_path):
+    cfg = distill_cfg(tmp_path)
+    cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = False  # only the student-internal cross term
+    model = build_model(cfg).train()
+    assert model.guides_read() == []
+    batch = random_batch(2)
+    with EventStorage():
+        model.student(batch)
+        terms = model.distillation_losses(model.student_outputs(batch), batch)
+    assert list(terms) == ["loss_sharedkd_cross"]
+
+
+def test_logit_tap_snapshot_restores_what_the_student_recorded(tmp_path):
+    model = _two_guide_distiller(tmp_path)
+    batch = random_batch(2)
+    with EventStorage():
+        model.student(batch)
+    tap = model.logit_tap
+    snapshot = tap.snapshot()
+    assert set(snapshot) == {"_boxes", "_logits"} and snapshot["_boxes"] is not None
+    tap.clear()
+    assert all(v is None for v in tap.snapshot().values())
+    tap.restore(snapshot)
+    assert all(tap.snapshot()[k] is v for k, v in snapshot.items())

@@ -3,7 +3,7 @@
 from . import fcos  # noqa: F401  (registers "FCOS" in META_ARCH_REGISTRY)
 from .alignment import align_pair
 from .autoencoder import TeacherAutoEncoder
-from .distiller import DistillationDetector, sample_kept_guides
+from .distiller import DistillationDetector, average_over_guides, sample_kept_guides
 from .outputs import DetectorOutputs
 from .teacher import build_teacher, load_guide_config
 
@@ -12,6 +12,7 @@ __all__ = [
     "DetectorOutputs",
     "DistillationDetector",
     "TeacherAutoEncoder",
+    "average_over_guides",
     "build_teacher",
     "load_guide_config",
     "sample_kept_guides",

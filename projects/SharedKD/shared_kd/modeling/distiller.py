@@ -18,7 +18,13 @@ from .logits import build_logit_tap
 from .outputs import DetectorOutputs
 from .teacher import build_teacher
 
-__all__ = ["GUIDE_AUTOCAST_CHOICES", "DistillationDetector", "guide_dtype", "sample_kept_guides"]
+__all__ = [
+    "GUIDE_AUTOCAST_CHOICES",
+    "DistillationDetector",
+    "average_over_guides",
+    "guide_dtype",
+    "sample_kept_guides",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +106,25 @@ def _in_full_precision(losses_fn):
             return losses_fn(self, student, *args, **kwargs)
 
     return wrapper
+
+
+def average_over_guides(per_term: Dict[str, List[torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """
+    Each distillation term's mean over the guides that computed it.
+
+    Args:
+        per_term: term name (e.g. ``"loss_kd"``) -> its values, one per guide that computed it
+            (in guide order), each a scalar: a 0-dim tensor, shape ``()``.
+
+    Returns:
+        term name -> the mean of its values, a 0-dim tensor (shape ``()``), in the order of
+        ``per_term``. Gradients flow to every value. (A value with more elements would be
+        averaged over its elements too: the result is always a scalar.)
+    """
+    empty = [term for term, values in per_term.items() if len(values) == 0]
+    if empty:
+        raise ValueError(f"No values to average for the term(s) {empty}")
+    return {term: torch.stack(list(values)).mean() for term, values in per_term.items()}
 
 
 def _check_finite(losses: Dict[str, torch.Tensor]) -> None:
@@ -339,7 +364,13 @@ class DistillationDetector(nn.Module):
             out.logit_activation = self.logit_tap.activation
         return out
 
-    def _student_outputs(self, batched_inputs) -> DetectorOutputs:
+    def student_outputs(self, batched_inputs) -> DetectorOutputs:
+        """
+        The student's outputs that its training forward on ``batched_inputs`` recorded (its
+        backbone features of :attr:`in_features`, and its logits if a loss reads logits), with
+        the inputs' ground-truth boxes; call it once after each ``self.student(batched_inputs)``
+        in training mode: it takes what was recorded (a second call raises).
+        """
         captured, self._student_features = self._student_features, None
         if captured is None:
             raise RuntimeError(
@@ -369,13 +400,13 @@ class DistillationDetector(nn.Module):
             return self.student(batched_inputs)
         try:
             losses = self.student(batched_inputs)
-            student = self._student_outputs(batched_inputs)
+            student = self.student_outputs(batched_inputs)
             kept = (
                 sample_kept_guides(len(self._guides), self.drop_prob)
                 if self.drop_prob > 0
                 else list(range(len(self._guides)))
             )
-            distill = self._distillation_losses(student, batched_inputs, kept)
+            distill = self.distillation_losses(student, batched_inputs, kept)
         finally:  # never keep a step's tensors (and their graphs) alive past it
             self._student_features = None
             if self.logit_tap is not None:
@@ -387,29 +418,87 @@ class DistillationDetector(nn.Module):
         _check_finite(losses)
         return losses
 
-    @_in_full_precision
-    def _distillation_losses(self, student, batched_inputs, kept) -> Dict[str, torch.Tensor]:
+    def _losses_by_guide(self, kept: Sequence[int]) -> Dict[int, List[nn.Module]]:
         """
-        Every loss term, averaged over the guides that provide it: per-guide losses over the
-        kept guides, teacher-only losses (one module) always, from the teacher.
+        Guide index -> the loss modules that use it this step, ascending: the per-guide modules
+        of the kept guides, and the teacher-only modules (with the teacher) always.
         """
-        per_guide = {n: m for n, m in self.losses.items() if m[0].PER_GUIDE}
-        teacher_only = {n: m for n, m in self.losses.items() if n not in per_guide}
-        per_term: Dict[str, List[torch.Tensor]] = {}
+        per_guide = [m for m in self.losses.values() if m[0].PER_GUIDE]
+        teacher_only = [m[0] for m in self.losses.values() if not m[0].PER_GUIDE]
+        by_guide = {}
         for i in sorted(set(kept) | ({0} if teacher_only else set())):
-            modules = [m[i] for n, m in per_guide.items() if i in kept]
-            modules += [m[0] for m in teacher_only.values()] if i == 0 else []
+            modules = [m[i] for m in per_guide] if i in kept else []
+            by_guide[i] = modules + (teacher_only if i == 0 else [])
+        return by_guide
+
+    def guides_read(self, kept: Optional[Sequence[int]] = None) -> List[int]:
+        """
+        The indices of the guides whose outputs the losses read in a step with the guides
+        ``kept`` (default: every guide), ascending: :meth:`distillation_losses` runs
+        :meth:`guide_outputs` for exactly these (e.g. none for Shared-KD's cross-layer term).
+        """
+        kept = range(len(self._guides)) if kept is None else kept
+        return [
+            i
+            for i, modules in self._losses_by_guide(kept).items()
+            if any(m.needs_guide for m in modules)
+        ]
+
+    @_in_full_precision
+    def distillation_losses(
+        self,
+        student: DetectorOutputs,
+        batched_inputs,
+        kept: Optional[Sequence[int]] = None,
+        guide_outputs: Optional[Dict[int, DetectorOutputs]] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """
+        Every distillation term, averaged over the guides that provide it
+        (:func:`average_over_guides`): per-guide losses over the kept guides, teacher-only
+        losses (one module) always, from the teacher. Runs in fp32 (autocast off, the student's
+        tensors cast to fp32). With more than one guide it logs ``distill/guides_kept`` (and
+        losses may log their own scalars): call it inside an ``EventStorage``.
+
+        Args:
+            student: the student's outputs of this step (:meth:`student_outputs`).
+            batched_inputs: the step's inputs, for the guides that run.
+            kept: the indices of the guides kept this step (DGKD's stochastic guidance, see
+                :func:`sample_kept_guides`); None: every guide.
+            guide_outputs: guide index -> that guide's outputs on ``batched_inputs`` computed
+                beforehand (:meth:`guide_outputs`), used instead of running the guide, e.g. to
+                time the losses alone; the guides read (:meth:`guides_read`) but not in it
+                still run. Each is used with a fresh ``cache``, so the same outputs may serve
+                several calls.
+
+        Returns:
+            dict: loss term name -> scalar. A dropped guide's learned modules (e.g. its TSM)
+            enter the first term with weight zero, so that they stay in the graph (DDP).
+        """
+        kept = list(range(len(self._guides))) if kept is None else list(kept)
+        precomputed = dict(guide_outputs or {})
+        unknown = [i for i in precomputed if not 0 <= i < len(self._guides)]
+        if unknown:
+            raise ValueError(
+                f"guide_outputs has guide indices {unknown}; there are {len(self._guides)} guides"
+            )
+        per_term: Dict[str, List[torch.Tensor]] = {}
+        for i, modules in self._losses_by_guide(kept).items():
             # Run a guide only when some loss reads it (Shared-KD's cross-layer term does not).
-            needed = any(m.needs_guide for m in modules)
-            guide = self.guide_outputs(self._guides[i], batched_inputs) if needed else None
+            if not any(m.needs_guide for m in modules):
+                guide = None
+            elif i in precomputed:  # a fresh per-step memo, as a guide's run would give
+                guide = dataclasses.replace(precomputed[i], cache={})
+            else:
+                guide = self.guide_outputs(self._guides[i], batched_inputs)
             for module in modules:
                 for term, value in module(student, guide).items():
                     per_term.setdefault(term, []).append(value)
-        terms = {term: torch.stack(values).mean() for term, values in per_term.items()}
+        terms = average_over_guides(per_term)
         dropped = [i for i in range(len(self._guides)) if i not in kept]
         unused = [
             p
-            for m in per_guide.values()
+            for m in self.losses.values()
+            if m[0].PER_GUIDE
             for i in dropped
             for p in m[i].parameters()
             if p.requires_grad

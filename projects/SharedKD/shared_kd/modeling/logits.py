@@ -11,7 +11,7 @@ runs its own head modules (public pieces, under ``torch.no_grad()``) on the same
   strides and anchors (sigmoid over K classes).
 """
 
-from typing import List
+from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,10 +21,31 @@ from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_
 __all__ = ["DenseLogitTap", "RCNNLogitTap", "build_logit_tap"]
 
 
-class RCNNLogitTap:
+class _LogitTap:
+    """What a tap recorded from the student's last training forward, by attribute name."""
+
+    _RECORDED: Tuple[str, ...] = ()
+
+    def snapshot(self) -> Dict[str, Any]:
+        """What the tap holds now from the student's forward, for :meth:`restore`."""
+        return {name: getattr(self, name) for name in self._RECORDED}
+
+    def restore(self, snapshot: Dict[str, Any]) -> None:
+        """Hold again what :meth:`snapshot` returned (e.g. to rerun the guides on it)."""
+        for name in self._RECORDED:
+            setattr(self, name, snapshot[name])
+
+    def clear(self):
+        """Drop what was recorded (the step's tensors and their graphs)."""
+        for name in self._RECORDED:
+            setattr(self, name, None)
+
+
+class RCNNLogitTap(_LogitTap):
     """Logits of the box classifier on the student's sampled proposals."""
 
     activation = "softmax"
+    _RECORDED = ("_boxes", "_logits")
 
     def __init__(self, student: GeneralizedRCNN):
         self._check_heads(student.roi_heads, "student")
@@ -76,14 +97,12 @@ class RCNNLogitTap:
         x = heads.box_pooler([features[f] for f in heads.box_in_features], self._boxes)
         return heads.box_predictor(heads.box_head(x))[0]
 
-    def clear(self):
-        self._boxes = self._logits = None
 
-
-class DenseLogitTap:
+class DenseLogitTap(_LogitTap):
     """Per-anchor (RetinaNet) or per-point (FCOS) logits of every level, flattened."""
 
     activation = "sigmoid"
+    _RECORDED = ("_logits",)
 
     def __init__(self, student: DenseDetector):
         self.num_classes = student.num_classes
@@ -132,9 +151,6 @@ class DenseLogitTap:
     def guide_logits(self, guide, features) -> torch.Tensor:
         per_level = guide.head([features[f] for f in guide.head_in_features])[0]
         return self._flatten(per_level)
-
-    def clear(self):
-        self._logits = None
 
 
 def build_logit_tap(student):
