@@ -68,8 +68,10 @@ from . import config
 from .export import student_config
 from .modeling.autoencoder import TeacherAutoEncoder
 from .modeling.distiller import DistillationDetector
+from .modeling.levels import resolve_in_features
 from .modeling.outputs import DetectorOutputs
-from .modeling.teacher import DISTILL_META_ARCH, load_guide_config
+from .modeling.teacher import build_frozen_detector, load_guide_config
+from .names import DISTILL_META_ARCH
 
 __all__ = [
     "LOSS_SHARE_TARGET",
@@ -142,11 +144,10 @@ def build_random_guides(cfg) -> List[nn.Module]:
     d = cfg.MODEL.DISTILL
     specs = [(d.TEACHER.CONFIG_FILE, d.TEACHER.OPTS, "teacher")]
     specs += [(f, (), "assistant") for f in d.ASSISTANTS.CONFIG_FILES]
-    guides = []
-    for config_file, opts, role in specs:
-        model = build_model(load_guide_config(config_file, opts, cfg.MODEL.DEVICE, role))
-        guides.append(model.requires_grad_(False).eval())
-    return guides
+    return [
+        build_frozen_detector(load_guide_config(config_file, opts, cfg.MODEL.DEVICE, role))
+        for config_file, opts, role in specs
+    ]
 
 
 def build_distiller(cfg, random_teacher: bool = False) -> DistillationDetector:
@@ -175,10 +176,7 @@ def _with_random_autoencoder(cfg, teacher, folder):
     """``cfg`` with ``AE_WEIGHTS`` pointing at a random stage-A checkpoint of ``teacher``."""
     d = cfg.MODEL.DISTILL
     shapes = teacher.backbone.output_shape()
-    in_features = list(d.IN_FEATURES) or sorted(shapes, key=lambda f: shapes[f].stride)
-    missing = [f for f in in_features if f not in shapes]
-    if missing:
-        raise ValueError(f"MODEL.DISTILL.IN_FEATURES names {missing}, not in the teacher's levels")
+    in_features = resolve_in_features(d.IN_FEATURES, shapes, "teacher")
     ae = TeacherAutoEncoder(
         teacher=teacher, in_features=in_features, shapes=shapes, latent=d.INHERIT_EXPLORE.LATENT
     )

@@ -1,6 +1,9 @@
 """
 Export the student of a distillation run as a plain detectron2 model: a checkpoint and a config
 that ``DefaultPredictor`` or detectron2's ``tools/train_net.py`` load without ``shared_kd``.
+
+:func:`student_config` is also how the distiller and the guide loader (``shared_kd.modeling``)
+turn a distillation config into its student's, so this module must not import ``modeling``.
 """
 
 import os

@@ -6,12 +6,11 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from detectron2.config import CfgNode
-from detectron2.modeling import build_model
 
-from ..checkpoint import StrictCheckpointer
 from ..config import load_config, resolve_config_file
 from ..data.register import register_config_datasets
 from ..export import student_config
+from ..modeling.teacher import build_frozen_detector
 
 __all__ = ["load_detector", "load_detector_config"]
 
@@ -56,7 +55,8 @@ def load_detector(
     weights_flag: str = "--weights",
 ) -> Tuple[nn.Module, CfgNode]:
     """
-    Build a detector with ``build_model`` and load trained weights into it strictly.
+    Build a detector with ``build_model`` and load trained weights into it strictly
+    (:func:`shared_kd.modeling.build_frozen_detector`).
 
     The checkpoint may be a plain detectron2 one (e.g. an exported student) or a SharedKD
     distillation checkpoint, whose ``student.*`` weights are loaded and the rest (the Teacher
@@ -77,9 +77,4 @@ def load_detector(
     cfg.defrost()
     cfg.MODEL.WEIGHTS = weights
     cfg.freeze()
-    model = build_model(cfg)
-    # checkpointables=[]: a training checkpoint's optimizer and scheduler are of no use here.
-    StrictCheckpointer(model, config_file, key=weights_flag).load(weights, checkpointables=[])
-    model.requires_grad_(False)
-    model.eval()
-    return model, cfg
+    return build_frozen_detector(cfg, weights, config_file, key=weights_flag), cfg

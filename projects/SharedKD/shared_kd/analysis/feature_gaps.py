@@ -26,10 +26,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.layers import ShapeSpec
 
+from ..losses.feature_distance import squared_distance
 from ..modeling.alignment import align_pair
 from ..utils.io import atomic_write
 from .common import load_detector
@@ -60,17 +60,19 @@ def aligned_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     The aligned MSE between two feature maps, as METHODS.md's feature losses define ``||.||^2``.
 
-    Symmetric in its arguments, and zero for identical maps.
+    Symmetric in its arguments, and zero for identical maps. It is the feature losses' own
+    distance: :func:`~shared_kd.losses.feature_distance.squared_distance` (no normalisation, no
+    weighting) of the maps :func:`~shared_kd.modeling.alignment.align_pair` aligns.
 
     Args:
         x: N x C_x x H_x x W_x.
         y: N x C_y x H_y x W_y.
 
     Returns:
-        Tensor: a scalar, the mean over all ``N x min(C) x min(H) x min(W)`` elements of the
-        squared difference of the aligned maps.
+        Tensor: a float32 scalar, the mean over all ``N x min(C) x min(H) x min(W)`` elements
+        of the squared difference of the aligned maps.
     """
-    return F.mse_loss(*align_pair(x, y))
+    return squared_distance(*align_pair(x, y))
 
 
 def gap_matrix(rows: Sequence[torch.Tensor], cols: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -19,6 +19,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..checkpoint import load_checkpoint_file
+from .levels import resolve_in_features
 from .teacher import build_teacher
 
 __all__ = [
@@ -116,16 +117,9 @@ class TeacherAutoEncoder(nn.Module):
             d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
         )
         shapes = teacher.backbone.output_shape()
-        in_features = list(d.IN_FEATURES) or sorted(shapes, key=lambda f: shapes[f].stride)
-        missing = [f for f in in_features if f not in shapes]
-        if missing:
-            raise ValueError(
-                f"MODEL.DISTILL.IN_FEATURES names {missing}, which the teacher's backbone does not "
-                f"produce (it has {list(shapes)})."
-            )
         return {
             "teacher": teacher,
-            "in_features": in_features,
+            "in_features": resolve_in_features(d.IN_FEATURES, shapes, "teacher"),
             "shapes": shapes,
             "latent": d.INHERIT_EXPLORE.LATENT,
         }

@@ -12,8 +12,10 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.utils.events import get_event_storage
 
+from ..export import student_config
 from ..losses import build_distill_losses
 from ..names import DISTILL_META_ARCH, STUDENT_PREFIX
+from .levels import resolve_in_features
 from .logits import build_logit_tap
 from .outputs import DetectorOutputs
 from .teacher import build_teacher
@@ -231,12 +233,9 @@ class DistillationDetector(nn.Module):
                 leaves it None.
         """
         d = cfg.MODEL.DISTILL
-        student_cfg = cfg.clone()
-        student_cfg.defrost()
-        student_cfg.MODEL.META_ARCHITECTURE = d.STUDENT_META_ARCHITECTURE
         if d.STUDENT_META_ARCHITECTURE == DISTILL_META_ARCH:
             raise ValueError("MODEL.DISTILL.STUDENT_META_ARCHITECTURE cannot be itself")
-        student = build_model(student_cfg)
+        student = build_model(student_config(cfg))
         ta = d.ASSISTANTS
         if len(ta.CONFIG_FILES) != len(ta.WEIGHTS):
             raise ValueError(
@@ -262,24 +261,19 @@ class DistillationDetector(nn.Module):
                 )
 
         student_shapes = student.backbone.output_shape()
-        in_features = list(d.IN_FEATURES) or sorted(
-            student_shapes, key=lambda f: student_shapes[f].stride
-        )
-        strides = [student_shapes[f].stride for f in in_features if f in student_shapes]
-        if len(set(in_features)) != len(in_features) or strides != sorted(strides):
+        # The configured list first (the default, all levels by stride, is always fine); its
+        # levels that the student lacks are named just below.
+        configured = list(d.IN_FEATURES)
+        strides = [student_shapes[f].stride for f in configured if f in student_shapes]
+        if len(set(configured)) != len(configured) or strides != sorted(strides):
             raise ValueError(
                 f"MODEL.DISTILL.IN_FEATURES must list distinct levels fine to coarse, got "
-                f"{list(in_features)}"
+                f"{configured}"
             )
+        in_features = resolve_in_features(configured, student_shapes, "student")
         guide_shapes = [g.backbone.output_shape() for g in guides]
-        for i, shapes in enumerate([student_shapes] + guide_shapes):
-            missing = [f for f in in_features if f not in shapes]
-            if missing:
-                name = "student" if i == 0 else cls._guide_name(i - 1)
-                raise ValueError(
-                    f"MODEL.DISTILL.IN_FEATURES names {missing}, which the {name}'s backbone does "
-                    f"not produce (it has {list(shapes)}). Use levels every backbone outputs."
-                )
+        for i, shapes in enumerate(guide_shapes):
+            resolve_in_features(in_features, shapes, cls._guide_name(i))
         losses = build_distill_losses(
             cfg,
             {f: student_shapes[f] for f in in_features},

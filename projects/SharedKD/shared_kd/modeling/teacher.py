@@ -1,7 +1,12 @@
-"""Build a frozen teacher detector from its own config file and weights, loaded strictly."""
+"""
+Frozen detectors: a teacher (or teaching assistant) built from its own config file and weights,
+loaded strictly; :func:`build_frozen_detector` is the build-load-freeze step that the analysis
+tools and the benchmark share.
+"""
 
 import logging
 import os
+from typing import Optional
 
 import torch.nn as nn
 import yaml
@@ -9,9 +14,9 @@ from detectron2.modeling import build_model
 
 from ..checkpoint import StrictCheckpointer
 from ..config import load_config, resolve_config_file
-from ..names import DISTILL_META_ARCH
+from ..export import student_config
 
-__all__ = ["build_teacher", "load_guide_config"]
+__all__ = ["build_frozen_detector", "build_teacher", "load_guide_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +33,8 @@ def load_guide_config(config_file, opts=(), device="cpu", role="teacher"):
     The config of a teacher (or teaching assistant), as a plain detectron2 config.
 
     A SharedKD distillation config is accepted too (a TA trained as a student): its student is
-    the model. Relative paths are read from the current directory, like ``--config-file``.
+    the model (:func:`shared_kd.export.student_config`). Relative paths are read from the current
+    directory, like ``--config-file``.
 
     Args:
         config_file (str): the guide's yaml config; ``model_zoo:<name>`` names a config of
@@ -57,12 +63,35 @@ def load_guide_config(config_file, opts=(), device="cpu", role="teacher"):
             f"{type(e).__name__}: {e}. It must be the detectron2 yaml the {role} was trained "
             "with (its _BASE_ files beside it)."
         ) from e
-    if cfg.MODEL.META_ARCHITECTURE == DISTILL_META_ARCH:
-        cfg.MODEL.META_ARCHITECTURE = cfg.MODEL.DISTILL.STUDENT_META_ARCHITECTURE
+    cfg = student_config(cfg)
     cfg.MODEL.DEVICE = device
     cfg.MODEL.WEIGHTS = ""
     cfg.freeze()
     return cfg
+
+
+def build_frozen_detector(
+    cfg, weights: Optional[str] = None, config_file: str = "", key: str = "MODEL.WEIGHTS"
+) -> nn.Module:
+    """
+    ``build_model(cfg)`` with ``weights`` loaded strictly (:class:`StrictCheckpointer`: missing,
+    unexpected or misshapen keys are an error; a distillation checkpoint loads as its student),
+    frozen (``requires_grad=False``) and in eval mode.
+
+    Args:
+        cfg: a plain detectron2 config (``MODEL.WEIGHTS`` is not read).
+        weights: path (or detectron2 URL) of the checkpoint; None keeps the random
+            initialisation (e.g. to time a model without trained weights).
+        config_file, key: the config ``cfg`` was read from and the config key (or CLI flag) that
+            names ``weights``, for error messages.
+    """
+    model = build_model(cfg)
+    if weights is not None:
+        # checkpointables=[]: a training checkpoint's optimizer and scheduler are not the model's.
+        StrictCheckpointer(model, config_file, key=key).load(weights, checkpointables=[])
+    model.requires_grad_(False)
+    model.eval()
+    return model
 
 
 def build_teacher(config_file, weights, opts=(), device="cpu", role="teacher") -> nn.Module:
@@ -76,10 +105,6 @@ def build_teacher(config_file, weights, opts=(), device="cpu", role="teacher") -
     if not weights:
         raise ValueError(f"{key} is empty: set it to the trained {role}'s checkpoint.")
     cfg = load_guide_config(config_file, opts, device, role)
-    model = build_model(cfg)
-    # checkpointables=[]: a training checkpoint's optimizer and scheduler are not the guide's.
-    StrictCheckpointer(model, config_file, key=key).load(weights, checkpointables=[])
-    model.requires_grad_(False)
-    model.eval()
+    model = build_frozen_detector(cfg, weights, config_file, key)
     logger.info(f"Loaded frozen guide {cfg.MODEL.META_ARCHITECTURE} from {weights}")
     return model
