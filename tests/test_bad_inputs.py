@@ -1,5 +1,5 @@
 """
-Every bad input of README's "Errors before training" table stops with an error that names the
+Every bad input of docs/TROUBLESHOOTING.md's table stops with an error that names the
 problem and the fix. ``BAD_INPUTS`` is that table: (id, how to break a good setup, the error
 class, a pattern its message must match).
 """

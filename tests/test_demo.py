@@ -50,6 +50,12 @@ def test_demo_writes_the_table_and_pictures(demo):
     premise = results["feature_gaps"]["student_alone"]
     assert set(premise) >= {"adjacent_student_gap_mean", "premise_holds"}
     assert (out / "feature_gaps_sharedkd" / "feature_gaps.png").is_file()
+    curves = Image.open(out / "ap_vs_iteration.png")
+    assert curves.width > curves.height > 0
+    assert results["pictures"]["ap_vs_iteration"].endswith("ap_vs_iteration.png")
+    # one seed: the demo points at the seeded study for mean +- std
+    assert "mean +- std over seeds" in first
+    assert "configs/studies/sharedkd_faster_rcnn.yaml" in first
 
 
 def test_a_second_demo_skips_every_stage(demo):

@@ -2,16 +2,18 @@
 """
 The SharedKD demo on the CPU and the embedded shapes dataset (what ``make demo`` runs):
 
-    dataset -> tiny teacher -> tiny student alone -> the same student with Shared-KD
+    dataset -> tiny teacher -> {tiny student alone, the same student with Shared-KD}
     [-> teaching assistant -> teacher auto-encoder -> the same student with M-KD  (--mkd)]
-    -> AP table, qualitative.png, feature_gaps.png
+    -> AP table, ap_vs_iteration.png, qualitative.png, feature_gaps.png
 
     python tools/demo.py [--output-dir output/demo] [--mkd] [--dry-run] [--stage-opts K V ...]
 
 Every training stage is a plain ``train_net.py`` run (same configs as ``configs/shapes/``, the
 students with the same schedule and seed), evaluated by ``COCOEvaluator`` on ``shapes_val``,
-and skipped when its output exists (an interrupted stage resumes). Writes to the output folder:
-``results.md`` / ``results.json`` (the AP table), ``qualitative.png`` (ground truth, teacher,
+and skipped when its output exists (an interrupted stage resumes). The two students train side
+by side, one thread each, evaluated every 50 iterations. Writes to the output folder:
+``results.md`` / ``results.json`` (the AP table), ``ap_vs_iteration.png`` (the students' AP
+during training), ``qualitative.png`` (ground truth, teacher,
 student alone, distilled student on validation images), ``feature_gaps.{png,md,json}`` (the
 teacher x student and student x student level gaps of the student trained alone) and
 ``feature_gaps_sharedkd/`` (the same for the distilled student).
@@ -24,6 +26,7 @@ import sys
 import time
 
 from shared_kd.analysis import feature_gaps_from_files, qualitative_grid, write_feature_gaps
+from shared_kd.analysis.study import plot_ap_curves, read_curve
 from shared_kd.data import ensure_shapes_dataset
 from shared_kd.pipeline import (
     EXPORTED,
@@ -34,14 +37,18 @@ from shared_kd.pipeline import (
     mkd_stages,
     recorded_seconds,
     run_stage,
+    run_stages_side_by_side,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = os.path.join("configs", "shapes")
 PREFIX = "[demo]"
-# The demo's teacher: the tiny R34 FPN-128 teacher on half its usual schedule, so that the
-# whole demo fits in about ten minutes on two CPU cores.
-TEACHER_OPTS = ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(240,)"]
+# The students' overrides: an evaluation every 50 iterations for the AP curve, and one data
+# loader process, so that a run depends only on its seed (as in the studies).
+STUDENT_OPTS = ["TEST.EVAL_PERIOD", "50", "DATALOADER.NUM_WORKERS", "0"]
+# The seeded study of these students (mean +- std over seeds, the README's results).
+STUDY = os.path.join("configs", "studies", "sharedkd_faster_rcnn.yaml")
+STUDY_OUTPUT = os.path.join("output", "studies", "sharedkd_faster_rcnn", "study.md")
 
 
 def build_stages(out, mkd=False, extra_opts=()):
@@ -50,9 +57,9 @@ def build_stages(out, mkd=False, extra_opts=()):
     pairs) are appended to every stage's overrides.
     """
 
-    # M-KD's sequence in folders of ``out``; its teacher is every distilled student's.
+    # M-KD's sequence in folders of ``out``; its teacher (the tiny R34 FPN-128 teacher on its
+    # full schedule) is every distilled student's.
     teacher, assistant, autoencoder, mkd_student = mkd_stages("faster_rcnn", out)
-    teacher.opts = TEACHER_OPTS
     stages = [
         ("teacher (R34 FPN-128)", teacher),
         (
@@ -61,6 +68,7 @@ def build_stages(out, mkd=False, extra_opts=()):
                 "student alone",
                 os.path.join(SHAPES, "faster_rcnn_R18_FPN_tiny.yaml"),
                 os.path.join(out, "student_alone"),
+                STUDENT_OPTS,
             ),
         ),
         (
@@ -69,13 +77,15 @@ def build_stages(out, mkd=False, extra_opts=()):
                 "Shared-KD student",
                 os.path.join(SHAPES, "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),
                 os.path.join(out, "sharedkd_student"),
-                ["MODEL.DISTILL.TEACHER.WEIGHTS", os.path.join(teacher.output_dir, FINAL)],
+                ["MODEL.DISTILL.TEACHER.WEIGHTS", os.path.join(teacher.output_dir, FINAL)]
+                + STUDENT_OPTS,
                 done_file=EXPORTED,
             ),
         ),
     ]
     if mkd:
         # the guides are not rows of the table
+        mkd_student.opts = list(mkd_student.opts) + STUDENT_OPTS
         stages += [(None, assistant), (None, autoencoder), ("student + M-KD", mkd_student)]
     for _, stage in stages:
         stage.opts = list(stage.opts) + list(extra_opts)
@@ -115,23 +125,46 @@ def main(argv=None):
 
     print(f"{PREFIX} dataset: {ensure_shapes_dataset()}", flush=True)
     stages = build_stages(out, mkd=args.mkd, extra_opts=args.stage_opts)
-    rows = []
-    for label, stage in stages:
-        ran = run_stage(stage, ROOT, prefix=PREFIX, dry_run=args.dry_run) is not None
-        if label is not None:
-            rows.append(
-                {
-                    "stage": label,
-                    "output_dir": stage.output_dir,
-                    "seconds": recorded_seconds(stage.output_dir),
-                    "trained_in_this_run": ran,
-                    "bbox": final_bbox_metrics(stage.output_dir),
-                }
-            )
+    # The teacher with every core, then the two students side by side (one thread each), then
+    # the M-KD guides and student in order.
+    (_, teacher), alone, distilled = stages[:3]
+    ran = {}
+    ran[teacher.name] = run_stage(teacher, ROOT, prefix=PREFIX, dry_run=args.dry_run) is not None
+    students = [alone[1], distilled[1]]
+    was_done = {s.name: s.is_done() for s in students}
+    failed = run_stages_side_by_side(students, ROOT, prefix=PREFIX, dry_run=args.dry_run)
+    if failed:
+        raise SystemExit(f"{PREFIX} failed: {failed} (see their stage.log)")
+    ran.update({name: not done for name, done in was_done.items()})
+    for _, stage in stages[3:]:
+        ran[stage.name] = run_stage(stage, ROOT, prefix=PREFIX, dry_run=args.dry_run) is not None
     if args.dry_run:
         return None
+    rows = [
+        {
+            "stage": label,
+            "output_dir": stage.output_dir,
+            "seconds": recorded_seconds(stage.output_dir),
+            "trained_in_this_run": ran[stage.name],
+            "bbox": final_bbox_metrics(stage.output_dir),
+        }
+        for label, stage in stages
+        if label is not None
+    ]
 
     table = markdown_table(rows, "shapes_val, box AP")
+    curves = os.path.join(out, "ap_vs_iteration.png")
+    plot_ap_curves(
+        [
+            (label, c["iterations"], c.get("bbox/AP", []), None)
+            for label, stage in stages[1:]
+            if label is not None
+            for c in [read_curve(stage.output_dir)]
+        ],
+        curves,
+        "students on shapes_val (one seed)",
+        ylabel="box AP",
+    )
     models = models_for_pictures(out, stages)
     picture = os.path.join(out, "qualitative.png")
     if os.path.isfile(picture):
@@ -166,7 +199,11 @@ def main(argv=None):
     results = {
         "rows": rows,
         "feature_gaps": {k: v.get("premise") for k, v in gaps.items()},
-        "pictures": {"qualitative": picture, "feature_gaps": os.path.join(out, "feature_gaps.png")},
+        "pictures": {
+            "ap_vs_iteration": curves,
+            "qualitative": picture,
+            "feature_gaps": os.path.join(out, "feature_gaps.png"),
+        },
         "demo_seconds_this_run": round(time.perf_counter() - start, 1),
         "command": " ".join([os.path.basename(sys.executable), "tools/demo.py", *(argv or [])]),
     }
@@ -177,7 +214,16 @@ def main(argv=None):
     print(table)
     for name, premise in results["feature_gaps"].items():
         print(f"{PREFIX} feature gaps, {name}: {premise}")
-    print(f"{PREFIX} wrote {out}/results.md, results.json, qualitative.png, feature_gaps.png")
+    print(
+        f"{PREFIX} wrote {out}/results.md, results.json, ap_vs_iteration.png, qualitative.png, "
+        "feature_gaps.png"
+    )
+    # One seed says little on its own: single runs of these students differ by several AP.
+    study_at = STUDY_OUTPUT if os.path.isfile(STUDY_OUTPUT) else "README.md (Results)"
+    print(
+        f"{PREFIX} this is one seed (SEED of the configs); mean +- std over seeds: {study_at}, "
+        f"from `make study STUDY={STUDY}`"
+    )
     print(f"{PREFIX} this run took {results['demo_seconds_this_run']:.0f} s")
     return results
 

@@ -20,11 +20,10 @@ import os
 import shlex
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from shared_kd.analysis.study import load_study_spec, plot_study, study_markdown, summarize_study
 from shared_kd.data import ensure_shapes_dataset
-from shared_kd.pipeline import run_stage
+from shared_kd.pipeline import run_stage, run_stages_side_by_side
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "[study]"
@@ -57,7 +56,6 @@ def main(argv=None):
     if args.seeds:
         spec.seeds = list(args.seeds)
     out = os.path.join(args.output_dir, spec.name)
-    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
     start = time.perf_counter()
     print(f"{PREFIX} dataset: {ensure_shapes_dataset()}", flush=True)
 
@@ -68,18 +66,14 @@ def main(argv=None):
     runs = [r for r in spec.arm_runs(out) if not args.arms or r.arm in args.arms]
     for r in runs:
         r.stage.opts = list(r.stage.opts) + list(args.opts)
-        r.stage.env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    failed = []
-
-    def run_one(run):
-        try:
-            run_stage(run.stage, ROOT, prefix=PREFIX, dry_run=args.dry_run)
-        except SystemExit as e:  # one failed run must not stop the others
-            print(e, flush=True)
-            failed.append(run.stage.name)
-
-    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        list(pool.map(run_one, runs))
+    failed = run_stages_side_by_side(
+        [r.stage for r in runs],
+        ROOT,
+        prefix=PREFIX,
+        jobs=args.jobs,
+        threads=args.threads,
+        dry_run=args.dry_run,
+    )
     if args.dry_run:
         return None
 

@@ -16,7 +16,7 @@ CONFIG = os.path.join(
 
 def _opts(teacher, out):
     # In-process data loading (NUM_WORKERS 0): augmentation then draws from the generators
-    # that ReseedHook re-seeds, which makes the resumed run bit-identical (see README).
+    # that ReseedHook re-seeds, which makes the resumed run bit-identical (see docs/TRAINING.md).
     return [
         "MODEL.DISTILL.TEACHER.WEIGHTS",
         teacher,

@@ -40,6 +40,7 @@ __all__ = [
     "StudySpec",
     "load_study_spec",
     "mean_std",
+    "plot_ap_curves",
     "plot_study",
     "read_curve",
     "study_markdown",
@@ -315,33 +316,58 @@ def _health_cell(health: Dict[str, float]) -> str:
     return f"gate >= {min(gates):.2f}, RMS ratio {min(ratios):.2f}-{max(ratios):.2f}"
 
 
-def plot_study(summary: dict, path: str) -> str:
-    """AP against iteration for each arm: the mean over seeds and its +- std band. Writes PNG."""
+def plot_ap_curves(
+    series: Sequence[tuple], path: str, title: str, ylabel: str = "box AP (mean +- std over seeds)"
+) -> str:
+    """
+    AP against iterations trained, one line per series, with its +- std band where given.
+
+    Args:
+        series: ``(label, iterations, values, stds or None)`` tuples, the three lists of equal
+            length.
+        path: the PNG to write.
+
+    Returns:
+        str: ``path``.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for a in summary["arms"]:
-        if not a["curve"]:
+    for label, its, values, stds in series:
+        if not its:
             continue
-        its = [int(i) for i in a["curve"]]
-        mean = [p["mean"] for p in a["curve"].values()]
-        std = [p["std"] for p in a["curve"].values()]
-        (line,) = ax.plot(its, mean, marker="o", label=f"{a['name']} (n={len(a['seeds_done'])})")
-        ax.fill_between(
-            its,
-            [m - s for m, s in zip(mean, std)],
-            [m + s for m, s in zip(mean, std)],
-            color=line.get_color(),
-            alpha=0.15,
-        )
+        (line,) = ax.plot(its, values, marker="o", label=label)
+        if stds is not None:
+            ax.fill_between(
+                its,
+                [m - s for m, s in zip(values, stds)],
+                [m + s for m, s in zip(values, stds)],
+                color=line.get_color(),
+                alpha=0.15,
+            )
     ax.set_xlabel("iterations trained")
-    ax.set_ylabel("box AP (mean +- std over seeds)")
-    ax.set_title(f"study {summary['study']}")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_study(summary: dict, path: str) -> str:
+    """AP against iteration for each arm: the mean over seeds and its +- std band. Writes PNG."""
+    series = [
+        (
+            f"{a['name']} (n={len(a['seeds_done'])})",
+            [int(i) for i in a["curve"]],
+            [p["mean"] for p in a["curve"].values()],
+            [p["std"] for p in a["curve"].values()],
+        )
+        for a in summary["arms"]
+        if a["curve"]
+    ]
+    return plot_ap_curves(series, path, f"study {summary['study']}")
