@@ -10,6 +10,8 @@ import sys
 import pytest
 from PIL import Image
 
+from shared_kd import pipeline
+
 from .conftest import REPO_ROOT
 
 TEACHER_CFG = "configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.yaml"
@@ -208,7 +210,9 @@ def test_threads_opts_and_a_failed_run(tool, tmp_path, monkeypatch, capsys):
         if stage.name.startswith("bad"):
             raise SystemExit(f"{prefix} {stage.name} failed (exit 1)")
 
+    # the guides run through the tool's run_stage, the arms through the pipeline's
     monkeypatch.setattr(tool, "run_stage", fake_run_stage)
+    monkeypatch.setattr(pipeline, "run_stage", fake_run_stage)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     out = tmp_path / "out"
     # --jobs 1: in order, each run after the previous one (failed or not) ended
