@@ -35,7 +35,7 @@ def test_demo_writes_the_table_and_pictures(demo):
     out, first, _ = demo
     results = json.loads((out / "results.json").read_text())
     labels = [r["stage"] for r in results["rows"]]
-    assert labels == ["teacher (R34 FPN-128)", "student alone (R18 FPN-64)", "student + Shared-KD"]
+    assert labels == ["teacher (R18 FPN-128)", "student alone (R18 FPN-64)", "student + Shared-KD"]
     for row in results["rows"]:
         assert set(row["bbox"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     table = (out / "results.md").read_text()
