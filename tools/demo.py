@@ -88,7 +88,7 @@ def build_stages(out, mkd=False, extra_opts=()):
                 "Shared-KD student",
                 os.path.join(SHAPES, "sharedkd_faster_rcnn_R18FPN128_to_R18_FPN_tiny.yaml"),
                 os.path.join(out, "sharedkd_student"),
-                teacher_config + teacher_weights + STUDENT_OPTS,
+                teacher_weights + STUDENT_OPTS,  # the config names the demo teacher
                 done_file=EXPORTED,
             ),
         ),
