@@ -251,6 +251,35 @@ def test_summary_paired_delta_uses_seeds_both_arms_finished(study):
     assert delta["std"] == pytest.approx(math.sqrt(0.5))
 
 
+def test_summary_pairs_an_arm_with_the_reference_it_names(study):
+    # a third arm, paired with Shared-KD instead of the first arm; finals 26, 29, 30
+    spec, out = study
+    spec.arms.append({"name": "Shared-KD again", "config": SKD_CFG, "reference": "Shared-KD"})
+    for run in spec.arm_runs(out):
+        if run.arm == "Shared-KD again":
+            final = {1: 26.0, 2: 29.0, 3: 30.0}[run.seed]
+            _write_metrics(run.stage.output_dir, [_eval_row(4, final)])
+    summary = summarize_study(spec, out)
+    alone, skd, again = summary["arms"]
+    assert summary["reference"] == "student alone"  # the table's default reference
+    assert skd["reference"] == "student alone" and again["reference"] == "Shared-KD"
+    # 26 - 25, 29 - 27, 30 - 30: all three seeds (Shared-KD has them all), mean 1, std 1
+    delta = again["delta_ap_vs_reference"]
+    assert delta["n"] == 3 and delta["mean"] == pytest.approx(1.0)
+    assert delta["std"] == pytest.approx(1.0)
+    row = next(r for r in study_markdown(summary).splitlines() if r.startswith("| Shared-KD again"))
+    assert "| 1.0 +- 1.0 (vs Shared-KD) |" in row
+
+
+def test_load_spec_rejects_an_unknown_reference(tmp_path):
+    text = (
+        f"arms:\n  - name: a\n    config: {STUDENT_CFG}\n"
+        f"  - name: b\n    config: {STUDENT_CFG}\n    reference: student alone\n"
+    )
+    with pytest.raises(ValueError, match="arm 'b' names reference 'student alone'.*arms: "):
+        load_study_spec(_write_spec(tmp_path, text))
+
+
 def test_summary_mean_curve_per_iteration(study):
     spec, out = study
     alone, skd = summarize_study(spec, out)["arms"]

@@ -17,6 +17,10 @@ A study is described by a yaml file (see ``configs/studies/``)::
       - name: Shared-KD
         config: configs/shapes/sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml
         opts: [MODEL.DISTILL.TEACHER.WEIGHTS, "{teacher}/model_final.pth"]
+      - name: Shared-KD, clipped
+        config: configs/shapes/sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml
+        opts: [SOLVER.CLIP_GRADIENTS.ENABLED, "True"]
+        reference: student alone, clipped  # pair with another arm than the first
 
 ``{<guide name>}`` in an arm's (or a later guide's) overrides is replaced by that guide's
 output folder (``<output-dir>/<study name>/<guide>``, or ``<output-dir>/<folder>``), ``{out}``
@@ -143,6 +147,13 @@ def load_study_spec(path: str) -> StudySpec:
     for entry in raw["arms"] + raw.get("guides", []):
         if not entry.get("config"):
             raise ValueError(f"Study file {path!r}: {entry['name']!r} has no 'config'")
+    arm_names = [a["name"] for a in raw["arms"]]
+    for arm in raw["arms"]:
+        if "reference" in arm and arm["reference"] not in arm_names:
+            raise ValueError(
+                f"Study file {path!r}: arm {arm['name']!r} names reference {arm['reference']!r}, "
+                f"which is not an arm of the study (arms: {arm_names})"
+            )
     return StudySpec(
         name=raw.get("name") or os.path.splitext(os.path.basename(path))[0],
         seeds=[int(s) for s in raw.get("seeds", [1, 2, 3])],
@@ -215,14 +226,16 @@ def mean_std(values: Sequence[float]) -> Dict[str, float]:
 def summarize_study(spec: StudySpec, out: str) -> dict:
     """
     Mean +- std over seeds of each arm's final metrics, the paired difference of its final box
-    AP to the first arm (same seeds), its mean AP curve and its last health scalars.
+    AP to its reference arm (same seeds; the first arm unless the arm names another), its mean AP
+    curve and its last health scalars.
     """
     runs = spec.arm_runs(out)
     curves = {(r.arm, r.seed): read_curve(r.stage.output_dir) for r in runs}
-    reference = spec.arms[0]["name"]
+    default_reference = spec.arms[0]["name"]
     arms = []
     for arm in spec.arms:
         name = arm["name"]
+        reference = arm.get("reference", default_reference)
         finals = {}
         for seed in spec.seeds:
             c = curves[name, seed]
@@ -257,6 +270,7 @@ def summarize_study(spec: StudySpec, out: str) -> dict:
                 "seeds_done": sorted(finals),
                 "per_seed": {str(s): f for s, f in finals.items()},
                 "summary": summary,
+                "reference": reference,
                 "delta_ap_vs_reference": mean_std(deltas) if name != reference else None,
                 "curve": {
                     str(it): {**mean_std(v), "values": v} for it, v in sorted(points.items())
@@ -267,7 +281,7 @@ def summarize_study(spec: StudySpec, out: str) -> dict:
     return {
         "study": spec.name,
         "seeds": spec.seeds,
-        "reference": reference,
+        "reference": default_reference,
         "common_opts": spec.common_opts,
         "arms": arms,
     }
@@ -292,7 +306,9 @@ def study_markdown(summary: dict, command: str = "") -> str:
         if has_segm:
             cells.append(_fmt(s.get("segm/AP")))
         delta = a["delta_ap_vs_reference"]
-        cells.append("-" if delta is None else _fmt(delta))
+        own = a.get("reference", summary["reference"])
+        other = "" if own == summary["reference"] else f" (vs {own})"
+        cells.append("-" if delta is None else _fmt(delta) + other)
         cells.append(",".join(str(x) for x in a["seeds_done"]) or "-")
         cells.append(" / ".join(f"{f['bbox/AP']:.1f}" for f in a["per_seed"].values()) or "-")
         cells.append(_health_cell(a["health"]))
