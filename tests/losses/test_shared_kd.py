@@ -471,7 +471,7 @@ def _cfg(losses=None, paper=True):
 
 
 def test_config_defaults_are_the_studys_choice():
-    """PKD-style distance at PKD's weight, a fixed even TSM mix, no cross-layer term."""
+    """PKD-style distance at PKD's weight, a fixed TSM mix 0.75 / 0.25, no cross-layer term."""
     cfg = _cfg(paper=False)
     loss = build_distill_losses(cfg, STUDENT_SHAPES, [TEACHER_SHAPES])["SharedKDLoss"][0]
     assert (loss.normalize, loss.alpha, loss.cross) == ("channel", 15.0, False)
@@ -480,8 +480,8 @@ def test_config_defaults_are_the_studys_choice():
     t = {"p2": torch.randn(2, 4, 4, 4), "p3": torch.randn(2, 3, 2, 2)}
     out = _run(loss, s, t)
     assert set(out) == {IDENT}
-    # an even mix of p2 and p3 (upsampled), standardised per channel like the student
-    t_fused = 0.5 * t["p2"][:, :2] + 0.5 * _up2(t["p3"][:, :2])
+    # 0.75 of p2 and 0.25 of p3 (upsampled), standardised per channel like the student
+    t_fused = 0.75 * t["p2"][:, :2] + 0.25 * _up2(t["p3"][:, :2])
 
     def std(x):
         mean = x.mean(dim=(0, 2, 3), keepdim=True)
