@@ -306,8 +306,7 @@ def study_markdown(summary: dict, command: str = "") -> str:
         if has_segm:
             cells.append(_fmt(s.get("segm/AP")))
         delta = a["delta_ap_vs_reference"]
-        own = a.get("reference", summary["reference"])
-        other = "" if own == summary["reference"] else f" (vs {own})"
+        other = "" if a["reference"] == summary["reference"] else f" (vs {a['reference']})"
         cells.append("-" if delta is None else _fmt(delta) + other)
         cells.append(",".join(str(x) for x in a["seeds_done"]) or "-")
         cells.append(" / ".join(f"{f['bbox/AP']:.1f}" for f in a["per_seed"].values()) or "-")

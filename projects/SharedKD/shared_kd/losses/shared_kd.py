@@ -255,7 +255,8 @@ class SharedKDLoss(DistillLoss):
         # that).
         cfg.MODEL.DISTILL.SHARED_KD.TSM_GATE = "softmax"
         # TSM gate of T_l at initialisation, in (0, 1) (up(T_{l+1}) gets 1 - it); with fixed gates,
-        # the mix itself. 0.75 (the study's choice): the even mix, 0.5, cost 0.5-1.5 AP.
+        # the mix itself. 0.75 (the studies' choice): the even mix, 0.5, cost 0.5 to 3 AP (paired
+        # means over Faster R-CNN, RetinaNet, FCOS and Mask R-CNN; docs/METHODS.md).
         cfg.MODEL.DISTILL.SHARED_KD.TSM_INIT_FINE = 0.75
         # Train the TSM's gates (by L_ident, through the target; the paper); False (the study's
         # choice: learned gates drift to the easier of the two levels) keeps the initial mix.
