@@ -3,14 +3,17 @@
 SharedKD training script, in the shape of detectron2's project ``train_net.py`` scripts.
 
 Trains and evaluates a detector (a teacher, a plain student, or a distilled student) from one
-yaml config:
+config, a yacs yaml or a LazyConfig ``.py``:
 
     python train_net.py --config-file configs/shapes/faster_rcnn_R18_FPN_tiny.yaml
     python train_net.py --config-file <cfg> --eval-only MODEL.WEIGHTS <checkpoint>
     python train_net.py --config-file <cfg> --resume
     python train_net.py --config-file <cfg> --num-gpus 8 [--num-machines M --machine-rank R ...]
+    python train_net.py --config-file configs/shapes/faster_rcnn_R18_FPN_tiny.py train.max_iter=100
 
-Trailing ``KEY VALUE`` pairs override the config, as in detectron2. Without GPUs,
+Trailing ``KEY VALUE`` pairs override a yaml config, as in detectron2's ``tools/train_net.py``;
+``key=value`` pairs a ``.py`` config, as in its ``tools/lazyconfig_train_net.py``, whose
+training loop (``shared_kd.engine.lazy_training``) runs those. Without GPUs,
 ``--num-gpus N`` starts N CPU processes (GLOO). A run refuses to write into an OUTPUT_DIR that
 holds another run unless given ``--resume`` (continue it) or ``--overwrite`` (replace it).
 """
@@ -24,14 +27,15 @@ from detectron2.utils.logger import setup_logger
 
 import shared_kd  # noqa: F401  (registers the shapes datasets)
 from shared_kd.checkpoint import SafeCheckpointer
-from shared_kd.config import load_config
+from shared_kd.config import load_config, resolve_config_file
 from shared_kd.data import check_datasets
 from shared_kd.data.register import (
     absolute_dataset_paths,
     check_num_classes,
     register_config_datasets,
 )
-from shared_kd.engine import Trainer, check_output_dir, launch, write_portable_config
+from shared_kd.engine import Trainer, check_output_dir, launch, lazy_main, write_portable_config
+from shared_kd.lazy import is_lazy_config
 from shared_kd.utils.env import detectron2_has_compiled_ops
 
 logger = logging.getLogger("shared_kd")
@@ -68,6 +72,8 @@ def setup(args):
 
 
 def main(args):
+    if is_lazy_config(resolve_config_file(args.config_file)):
+        return lazy_main(args)
     cfg = setup(args)
     if not detectron2_has_compiled_ops():
         logger.warning(

@@ -178,3 +178,61 @@ def test_a_node_clash_and_a_foreign_class_are_errors(registry):
         add_sharedkd_config(get_cfg())
     with pytest.raises(TypeError, match="does not subclass"):
         build_distill_losses(cfg, SHAPES, [SHAPES])
+
+
+# --------------------------------------------------------------- one source of defaults
+
+STUDENT = {"p2": ShapeSpec(channels=4, stride=4), "p3": ShapeSpec(channels=4, stride=8)}
+GUIDE = {"p2": ShapeSpec(channels=8, stride=4), "p3": ShapeSpec(channels=8, stride=8)}
+# Built from keywords without a teacher checkpoint: InheritExploreLoss needs stage A's file.
+KEYWORD_BUILT = [name for name, _ in _registered() if name != "InheritExploreLoss"]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in _registered()])
+def test_the_config_defaults_are_the_keyword_defaults(name):
+    cls = DISTILL_LOSS_REGISTRY.get(name)
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    options = cls.config_options(cfg)
+    defaults = cls.keyword_defaults()
+    assert set(options) == set(cls.option_names())
+    shared = {k for k in options if k in defaults}
+    assert shared, f"{name}: no config key is a keyword of __init__"
+    assert {k: options[k] for k in shared} == {k: defaults[k] for k in shared}
+
+
+@pytest.mark.parametrize("name", KEYWORD_BUILT)
+def test_a_loss_from_keywords_is_the_loss_from_the_config(name):
+    cls = DISTILL_LOSS_REGISTRY.get(name)
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    cfg.SOLVER.MAX_ITER = 90
+    torch.manual_seed(0)
+    from_cfg = cls(cfg, STUDENT, GUIDE)
+    torch.manual_seed(0)
+    from_keywords = cls.from_options(STUDENT, GUIDE, max_iter=90)
+    assert vars(from_cfg).keys() == vars(from_keywords).keys()
+    plain = lambda m: {k: v for k, v in vars(m).items() if not k.startswith("_")}  # noqa: E731
+    assert plain(from_cfg) == plain(from_keywords)
+    for k, v in from_cfg.state_dict().items():
+        assert torch.equal(v, from_keywords.state_dict()[k])
+
+
+def test_sharedkd_from_keywords_gets_the_studys_defaults_not_the_papers():
+    loss = SharedKDLoss.from_options(STUDENT, GUIDE)
+    assert (loss.alpha, loss.normalize, loss.cross) == (15.0, "channel", False)
+    assert not any(p.requires_grad for p in loss.parameters())  # fixed 0.75 / 0.25 mix
+    direct = SharedKDLoss(in_features=["p2", "p3"], teacher_channels=[8, 8])
+    assert (direct.alpha, direct.normalize, direct.cross) == (15.0, "channel", False)
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    cfg.MODEL.DISTILL.SHARED_KD.ALPHA = 10.0
+    assert (
+        SharedKDLoss(cfg, STUDENT, GUIDE).alpha
+        == SharedKDLoss.from_options(STUDENT, GUIDE, alpha=10.0).alpha
+    )
+
+
+def test_an_unknown_option_is_named():
+    with pytest.raises(ValueError, match=r"has no option \['alpah'\]; its options are"):
+        SharedKDLoss.from_options(STUDENT, GUIDE, alpah=3.0)

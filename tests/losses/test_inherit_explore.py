@@ -16,8 +16,8 @@ import shared_kd.modeling  # noqa: F401  (registers TeacherAutoEncoder)
 from shared_kd.config import add_sharedkd_config
 from shared_kd.losses import InheritExploreLoss, build_distill_losses
 from shared_kd.modeling.autoencoder import conv_encoder, load_teacher_encoders, weights_fingerprint
+from shared_kd.modeling.guide import build_guide
 from shared_kd.modeling.outputs import DetectorOutputs
-from shared_kd.modeling.teacher import build_teacher
 from shared_kd.utils.testing import get_tiny_cfg
 
 LATENT = 8
@@ -58,7 +58,7 @@ def stage_a(tmp_path_factory):
     cfg.MODEL.DISTILL.IN_FEATURES = LEVELS
     ae = build_model(cfg)
     DetectionCheckpointer(ae, save_dir=str(d)).save("model_final")  # what train_net.py writes
-    teacher = build_teacher(config, weights)
+    teacher = build_guide(config, weights).model
     return {
         "dir": d,
         "ae": ae,

@@ -68,9 +68,9 @@ from . import config
 from .export import student_config
 from .modeling.autoencoder import TeacherAutoEncoder
 from .modeling.distiller import DistillationDetector
+from .modeling.guide import Guide, build_guide
 from .modeling.levels import resolve_in_features
 from .modeling.outputs import DetectorOutputs
-from .modeling.teacher import build_frozen_detector, load_guide_config
 from .names import DISTILL_META_ARCH
 
 __all__ = [
@@ -135,17 +135,17 @@ def build_student(cfg) -> nn.Module:
     return build_model(student_config(cfg))
 
 
-def build_random_guides(cfg) -> List[nn.Module]:
+def build_random_guides(cfg) -> List[Guide]:
     """
-    The teacher and the teaching assistants, built from their config files (which must exist)
-    with random weights instead of loading ``WEIGHTS``; frozen and in eval mode, on
-    ``MODEL.DEVICE``, as :func:`shared_kd.modeling.build_teacher` returns them.
+    The teacher and the teaching assistants, built from their config files (yaml or ``.py``,
+    which must exist) with random weights instead of loading ``WEIGHTS``; frozen and in eval
+    mode, on ``MODEL.DEVICE``, as :func:`shared_kd.modeling.build_guide` returns them.
     """
     d = cfg.MODEL.DISTILL
     specs = [(d.TEACHER.CONFIG_FILE, d.TEACHER.OPTS, "teacher")]
     specs += [(f, (), "assistant") for f in d.ASSISTANTS.CONFIG_FILES]
     return [
-        build_frozen_detector(load_guide_config(config_file, opts, cfg.MODEL.DEVICE, role))
+        build_guide(config_file, None, opts, cfg.MODEL.DEVICE, role)
         for config_file, opts, role in specs
     ]
 
@@ -167,7 +167,7 @@ def build_distiller(cfg, random_teacher: bool = False) -> DistillationDetector:
     guides = build_random_guides(cfg)
     with tempfile.TemporaryDirectory(prefix="sharedkd-bench-") as tmp:
         if "InheritExploreLoss" in cfg.MODEL.DISTILL.LOSSES:
-            cfg = _with_random_autoencoder(cfg, guides[0], tmp)
+            cfg = _with_random_autoencoder(cfg, guides[0].model, tmp)
         model = DistillationDetector(cfg, guides=guides)
     return model.to(torch.device(cfg.MODEL.DEVICE))
 
@@ -519,7 +519,7 @@ def run_benchmark(
         # The tap's state after the capture (e.g. R-CNN's sampled proposals, which the guides'
         # box heads score); (c)'s steps clear it, (b) restores it before each run.
         tap_state = model.logit_tap.snapshot() if model.logit_tap is not None else {}
-        read = [model.guides[i] for i in sorted(guide_outputs)]
+        read = sorted(guide_outputs)  # the indices of the guides the losses read
 
         def restore_tap():
             if model.logit_tap is not None:
@@ -532,7 +532,10 @@ def run_benchmark(
         # Peers' way: the guides in fp32, in the default memory format (copies: ours may be
         # channels-last).
         fp32_guides = (
-            [copy.deepcopy(g).to(memory_format=torch.contiguous_format) for g in read]
+            [
+                (i, copy.deepcopy(model.guides[i]).to(memory_format=torch.contiguous_format))
+                for i in read
+            ]
             if model.guide_dtype is not None
             else []
         )
@@ -540,8 +543,8 @@ def run_benchmark(
         def teacher_forward_fp32():
             dtype, model.guide_dtype = model.guide_dtype, None
             try:
-                for guide in fp32_guides:
-                    model.guide_outputs(guide, batch)
+                for i, guide in fp32_guides:
+                    model.guide_outputs(i, batch, model=guide)
             finally:
                 model.guide_dtype = dtype
 

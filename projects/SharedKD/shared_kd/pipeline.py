@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from .config import load_config
+from .config import load_config, resolve_config_file
+from .lazy import is_lazy_config, load_lazy_config
 
 __all__ = [
     "METRICS",
@@ -24,9 +25,11 @@ __all__ = [
     "final_bbox_metrics",
     "markdown_table",
     "mkd_stages",
+    "output_override",
     "recorded_seconds",
     "run_stage",
     "run_stages_side_by_side",
+    "seed_override",
 ]
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -37,6 +40,28 @@ FINAL = "model_final.pth"
 EXPORTED = os.path.join("student", FINAL)
 
 
+def output_override(config_file: str, output_dir: str) -> List[str]:
+    """The overrides that set a run's output folder: ``OUTPUT_DIR`` (yaml), ``train.output_dir``
+    (LazyConfig)."""
+    if is_lazy_config(resolve_config_file(config_file)):
+        return [f"train.output_dir={output_dir}"]
+    return ["OUTPUT_DIR", output_dir]
+
+
+def seed_override(config_file: str, seed: int) -> List[str]:
+    """The overrides that set a run's seed: ``SEED`` (yaml), ``train.seed`` (LazyConfig)."""
+    if is_lazy_config(resolve_config_file(config_file)):
+        return [f"train.seed={seed}"]
+    return ["SEED", str(seed)]
+
+
+def config_output_dir(config_file: str) -> str:
+    """The output folder a config names (``OUTPUT_DIR``, ``train.output_dir``)."""
+    if is_lazy_config(resolve_config_file(config_file)):
+        return load_lazy_config(resolve_config_file(config_file)).train.output_dir
+    return load_config(config_file).OUTPUT_DIR
+
+
 @dataclass
 class Stage:
     """One ``train_net.py`` run."""
@@ -44,14 +69,15 @@ class Stage:
     name: str  # e.g. "teacher"
     config_file: str  # relative to the repository root
     output_dir: str
-    opts: Sequence[str] = field(default_factory=list)  # KEY VALUE overrides
+    # overrides: KEY VALUE pairs for a yaml config, key=value strings for a LazyConfig
+    opts: Sequence[str] = field(default_factory=list)
     done_file: str = FINAL  # relative to output_dir: its presence means "done"
     env: Dict[str, str] = field(default_factory=dict)  # set for the run, e.g. OMP_NUM_THREADS
 
     @classmethod
     def in_config_output_dir(cls, name: str, config_file: str, **kwargs) -> "Stage":
         """The stage that runs ``config_file`` as it is, into the config's own OUTPUT_DIR."""
-        return cls(name, config_file, load_config(config_file).OUTPUT_DIR, **kwargs)
+        return cls(name, config_file, config_output_dir(config_file), **kwargs)
 
     def is_done(self) -> bool:
         return os.path.isfile(os.path.join(self.output_dir, self.done_file))
@@ -61,8 +87,7 @@ class Stage:
         # refuses to start over a previous run's files without it).
         return [sys.executable, "train_net.py", "--config-file", self.config_file, "--resume"] + [
             *self.opts,
-            "OUTPUT_DIR",
-            self.output_dir,
+            *output_override(self.config_file, self.output_dir),
         ]
 
 

@@ -3,7 +3,7 @@ Analysis tools: feature gaps between FPN levels (the Shared-KD premise) and a qu
 of detections. Command-line front ends: ``tools/feature_gaps.py`` and ``tools/qualitative.py``.
 """
 
-from .common import load_detector, load_detector_config
+from .common import load_detector, read_detector_config
 from .feature_gaps import (
     FeatureGaps,
     aligned_mse,
@@ -22,7 +22,7 @@ __all__ = [
     "feature_gaps_from_files",
     "gap_matrix",
     "load_detector",
-    "load_detector_config",
+    "read_detector_config",
     "predict",
     "qualitative_grid",
     "select_images",

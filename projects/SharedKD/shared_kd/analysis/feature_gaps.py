@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
+from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.layers import ShapeSpec
 
 from ..losses.feature_distance import squared_distance
@@ -298,12 +298,13 @@ def feature_gaps_from_files(
     distillation).
 
     Args:
-        teacher_config, student_config: yaml configs (plain, exported or distillation configs).
+        teacher_config, student_config: yaml or LazyConfig configs (plain, exported or
+            distillation configs).
         teacher_weights, student_weights: checkpoints (plain, or distillation with ``student.*``).
         dataset: a registered dataset name.
         num_images: at most this many images.
         levels: see :func:`compute_feature_gaps`.
-        device: see :func:`~shared_kd.analysis.common.load_detector_config`.
+        device: see :func:`~shared_kd.analysis.common.load_detector`.
     """
     teacher, _ = load_detector(
         teacher_config, teacher_weights, device=device, weights_flag="--teacher-weights"
@@ -312,14 +313,12 @@ def feature_gaps_from_files(
         student_config, student_weights, device=device, weights_flag="--student-weights"
     )
     if dataset is None:
-        if not s_cfg.DATASETS.TEST:
-            raise ValueError("The student config has no DATASETS.TEST; name a dataset")
-        dataset = s_cfg.DATASETS.TEST[0]
+        if not s_cfg.test_datasets:
+            raise ValueError("The student config names no test dataset; name a dataset")
+        dataset = s_cfg.test_datasets[0]
     dicts = DatasetCatalog.get(dataset)[:num_images]
     # Load the images once, in order, without workers: the analysis is small and deterministic.
-    loader = build_detection_test_loader(
-        dicts, mapper=DatasetMapper(s_cfg, is_train=False), num_workers=0
-    )
+    loader = build_detection_test_loader(dicts, mapper=s_cfg.test_mapper(), num_workers=0)
     gaps = compute_feature_gaps(teacher, student, loader, levels, max_images=num_images)
     gaps.info = {
         "dataset": dataset,

@@ -10,14 +10,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
-from detectron2.config import CfgNode
-from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.data.detection_utils import read_image
 from detectron2.structures import Instances
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
+from ..detector_config import DetectorConfig
 from ..utils.io import atomic_write
 from .common import load_detector
 
@@ -57,24 +57,27 @@ def select_images(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, cfg: CfgNode, dataset_dicts: Sequence[dict]) -> List[Instances]:
+def predict(
+    model: nn.Module, config: DetectorConfig, dataset_dicts: Sequence[dict]
+) -> List[Instances]:
     """
     One model's detections on each image, as in evaluation.
 
     Each image is read and resized by the model's own test-time ``DatasetMapper`` (its
-    ``INPUT.FORMAT`` and ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``), and the model rescales its
-    boxes (and masks) back to the original image size.
+    ``INPUT.FORMAT`` and ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``, or a LazyConfig's
+    ``dataloader.test.mapper``), and the model rescales its boxes (and masks) back to the
+    original image size.
 
     Args:
         model: a detectron2 detector in eval mode.
-        cfg: its config.
+        config: its config.
         dataset_dicts: records with "file_name", "height", "width".
 
     Returns:
         list[Instances]: per image, on CPU, with "pred_boxes", "scores", "pred_classes" (and
         "pred_masks" for instance segmentation) in original-image coordinates.
     """
-    mapper = DatasetMapper(cfg, is_train=False)
+    mapper = config.test_mapper()
     return [model([mapper(copy.deepcopy(d))])[0]["instances"].to("cpu") for d in dataset_dicts]
 
 
@@ -178,7 +181,7 @@ def qualitative_grid(
         dataset: a registered dataset; None: the first model config's ``DATASETS.TEST[0]``.
         num_images, image_ids: see :func:`select_images`.
         score_threshold, cell_px: see :func:`draw_grid`.
-        device: see :func:`~shared_kd.analysis.common.load_detector_config`.
+        device: see :func:`~shared_kd.analysis.common.load_detector`.
 
     Returns:
         (path, (rows, cols)): the PNG written and the grid's shape.
@@ -195,9 +198,9 @@ def qualitative_grid(
         )
         if records is None:
             if dataset is None:
-                if not cfg.DATASETS.TEST:
-                    raise ValueError(f"{config_file} has no DATASETS.TEST; name a dataset")
-                dataset = cfg.DATASETS.TEST[0]
+                if not cfg.test_datasets:
+                    raise ValueError(f"{config_file} names no test dataset; name a dataset")
+                dataset = cfg.test_datasets[0]
             records = select_images(DatasetCatalog.get(dataset), num_images, image_ids)
             if not records:
                 raise ValueError(f"No images selected from {dataset!r}")

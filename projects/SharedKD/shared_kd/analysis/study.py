@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from ..pipeline import TIME_FILE, Stage
+from ..pipeline import TIME_FILE, Stage, seed_override
 
 __all__ = [
     "StudyRun",
@@ -106,7 +106,7 @@ class StudySpec:
                     f"{arm['name']} (seed {seed})",
                     arm["config"],
                     os.path.join(out, slug(arm["name"]), f"seed{seed}"),
-                    opts + ["SEED", str(seed)],
+                    opts + seed_override(arm["config"], seed),
                     done_file=TIME_FILE,  # written only when the run (and its evaluation) ended
                 )
                 runs.append(StudyRun(arm["name"], seed, stage))

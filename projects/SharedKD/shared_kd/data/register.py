@@ -22,6 +22,7 @@ __all__ = [
     "absolute_dataset_paths",
     "check_num_classes",
     "model_num_classes",
+    "register_coco_datasets",
     "register_config_datasets",
 ]
 
@@ -29,7 +30,11 @@ KEY = "DATASETS.COCO_INSTANCES"
 
 
 def _entries(cfg) -> List[Sequence[str]]:
-    entries = list(cfg.DATASETS.COCO_INSTANCES)
+    return _checked(cfg.DATASETS.COCO_INSTANCES)
+
+
+def _checked(entries) -> List[Sequence[str]]:
+    entries = list(entries)
     for entry in entries:
         if (
             not isinstance(entry, (list, tuple))
@@ -58,7 +63,16 @@ def absolute_dataset_paths(cfg) -> None:
 def register_config_datasets(cfg) -> List[str]:
     """
     Register every dataset of ``DATASETS.COCO_INSTANCES`` with detectron2's catalogs (COCO
-    evaluation included). A name already registered with the same files is left as it is.
+    evaluation included): :func:`register_coco_datasets` of its value.
+    """
+    return register_coco_datasets(cfg.DATASETS.COCO_INSTANCES)
+
+
+def register_coco_datasets(entries) -> List[str]:
+    """
+    Register COCO-format datasets, ``[[name, annotation json, image folder], ...]`` (the value
+    of ``DATASETS.COCO_INSTANCES``), with detectron2's catalogs (COCO evaluation included). A
+    name already registered with the same files is left as it is.
 
     Returns:
         list[str]: the names registered by this call.
@@ -70,7 +84,7 @@ def register_config_datasets(cfg) -> List[str]:
     from detectron2.data.datasets import register_coco_instances
 
     registered = []
-    for name, json_file, image_root in _entries(cfg):
+    for name, json_file, image_root in _checked(entries):
         if not os.path.isfile(json_file):
             raise DatasetError(
                 f"{KEY}: the annotation file of {name!r}, {json_file!r}, does not exist "

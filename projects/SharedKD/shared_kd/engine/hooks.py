@@ -16,22 +16,24 @@ logger = logging.getLogger(__name__)
 
 
 class ExportStudentHook(HookBase):
-    """When training completes, export the student to ``OUTPUT_DIR/student`` (main process)."""
+    """When training completes, export the student to ``<output dir>/student`` (main process)."""
 
-    def __init__(self, cfg, model):
+    def __init__(self, cfg, model, output_dir: str):
         """
         Args:
-            cfg: the distillation config.
+            cfg: the distillation config (yacs or Lazy).
             model: the DistillationDetector, not wrapped in DDP.
+            output_dir: the run's folder (``OUTPUT_DIR``, ``train.output_dir``).
         """
         self._cfg = cfg
         self._model = model
+        self._output_dir = output_dir
 
     def after_train(self):
         finished = self.trainer.iter + 1 >= self.trainer.max_iter
         if finished and comm.is_main_process():
             path = export_student(
-                self._cfg, self._model.state_dict(), os.path.join(self._cfg.OUTPUT_DIR, "student")
+                self._cfg, self._model.state_dict(), os.path.join(self._output_dir, "student")
             )
             logger.info(f"Exported the student to {path}")
 

@@ -112,7 +112,7 @@ class Trainer(DefaultTrainer):
         if isinstance(model, DistillationDetector):
             # Before the final evaluation: the export must not depend on it succeeding.
             at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
-            ret.insert(at, ExportStudentHook(self.cfg, model))
+            ret.insert(at, ExportStudentHook(self.cfg, model, self.cfg.OUTPUT_DIR))
         return ret
 
     def state_dict(self):

@@ -13,7 +13,12 @@ import pkgutil
 # import nothing of shared_kd at run time; a loss module imports modeling's submodules (never
 # names of the half-initialised package), so the loss modules load in any order.
 from .base import DistillLoss
-from .build import DISTILL_LOSS_REGISTRY, add_distill_loss_configs, build_distill_losses
+from .build import (
+    DISTILL_LOSS_REGISTRY,
+    add_distill_loss_configs,
+    build_distill_losses,
+    build_distill_losses_from_options,
+)
 from .shared_kd import TeacherShareModule, cross_layer_pairs
 
 for _module in pkgutil.iter_modules(__path__):
@@ -27,6 +32,7 @@ __all__ = [
     "DistillLoss",
     "add_distill_loss_configs",
     "build_distill_losses",
+    "build_distill_losses_from_options",
     "TeacherShareModule",
     "cross_layer_pairs",
 ] + sorted(name for name, _ in DISTILL_LOSS_REGISTRY)

@@ -3,10 +3,12 @@
 config node. ``docs/ADDING_A_LOSS.md`` walks through writing one.
 """
 
-from typing import TYPE_CHECKING, Any, Dict
+import inspect
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
+from detectron2.config import CfgNode as CN
 from detectron2.utils.events import get_event_storage
 
 if TYPE_CHECKING:  # a runtime import would load shared_kd.modeling, which imports this package
@@ -27,11 +29,15 @@ class DistillLoss(nn.Module):
       ``needs_guide`` False (a class attribute or a property) when it never reads the guide;
     - whom it serves: ``PER_GUIDE = True`` (one instance per guide, the teacher and each teaching
       assistant, each term averaged over the guides) or False (one instance, the teacher's);
-    - its config: :meth:`add_config` adds its own ``MODEL.DISTILL.<NODE>``, a one-line comment
-      above every key; ``from_config`` reads it;
+    - its config: :meth:`add_config` adds its own ``MODEL.DISTILL.<CONFIG_NODE>``, a one-line
+      comment above every key, each key an option of the loss (its name in lower case);
+    - how its arguments follow from the levels' shapes: :meth:`from_shapes`;
     - its computation: ``forward(student, guide)``.
 
-    ``__init__`` is keyword-only and ``@configurable``, as detectron2's modules are.
+    ``__init__`` is keyword-only and ``@configurable``, as detectron2's modules are. Its keyword
+    defaults are the loss's one source of defaults: ``add_config`` writes them into the config
+    node (:meth:`keyword_defaults`), so a loss built from ``MODEL.DISTILL`` (yaml) and one built
+    from Python keywords (:meth:`from_options`, as a LazyConfig builds it) get the same values.
     """
 
     # Record the classification logits of the student and the guides for this loss.
@@ -41,6 +47,8 @@ class DistillLoss(nn.Module):
     # Which guide an instance serves (0: the teacher, i: the i-th assistant); set by
     # build_distill_losses, for the names of what the instance logs.
     guide_index: int = 0
+    # The name of its config node under MODEL.DISTILL (e.g. "SHARED_KD"); None: no keys.
+    CONFIG_NODE: Optional[str] = None
 
     @property
     def needs_guide(self) -> bool:
@@ -58,20 +66,87 @@ class DistillLoss(nn.Module):
         """
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None) -> Dict[str, Any]:
+    def keyword_defaults(cls) -> Dict[str, Any]:
         """
-        The keyword arguments of ``__init__``.
+        ``__init__``'s keyword defaults, by name: the defaults of this loss, which
+        :meth:`add_config` writes into its config node.
+        """
+        params = inspect.signature(cls.__init__).parameters.values()  # through @configurable
+        return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+    @classmethod
+    def option_names(cls) -> List[str]:
+        """The options of :meth:`from_options`: the keys of its config node, in lower case."""
+        if cls.CONFIG_NODE is None:
+            return []
+        scratch = CN()
+        scratch.MODEL = CN()
+        scratch.MODEL.DISTILL = CN()
+        cls.add_config(scratch)
+        return [k.lower() for k in scratch.MODEL.DISTILL[cls.CONFIG_NODE]]
+
+    @classmethod
+    def config_options(cls, cfg) -> Dict[str, Any]:
+        """This loss's options as ``cfg`` sets them: its node's keys, in lower case."""
+        if cls.CONFIG_NODE is None:
+            return {}
+        return {k.lower(): v for k, v in cfg.MODEL.DISTILL[cls.CONFIG_NODE].items()}
+
+    @classmethod
+    def from_shapes(
+        cls, student_shapes, guide_shapes, guide=None, max_iter: int = 0, **options
+    ) -> Dict[str, Any]:
+        """
+        The keyword arguments of ``__init__``: what the levels' shapes (and the guide) decide,
+        and ``options``.
 
         Args:
-            cfg: the whole config (read only this loss's node and what it needs besides, e.g.
-                ``SOLVER.MAX_ITER``).
             student_shapes: ``Dict[str, ShapeSpec]``, the student's distilled levels
                 (``MODEL.DISTILL.IN_FEATURES``), fine to coarse.
             guide_shapes: the same levels of the guide this instance serves.
             guide: that guide, a frozen detector (e.g. to check something built for it); None
                 where the caller has none (tests).
+            max_iter: the length of the training run (``SOLVER.MAX_ITER``, ``train.max_iter``),
+                for losses that follow the schedule.
+            options: the loss's options (:meth:`option_names`); omitted ones keep
+                ``__init__``'s defaults.
         """
-        raise NotImplementedError(f"{cls.__name__} must define from_config")
+        raise NotImplementedError(f"{cls.__name__} must define from_shapes (or from_config)")
+
+    @classmethod
+    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None) -> Dict[str, Any]:
+        """
+        The keyword arguments of ``__init__`` from ``cfg``: :meth:`from_shapes` with the options
+        of its node (:meth:`config_options`) and ``SOLVER.MAX_ITER``.
+        """
+        return cls.from_shapes(
+            student_shapes,
+            guide_shapes,
+            guide,
+            max_iter=cfg.SOLVER.MAX_ITER,
+            **cls.config_options(cfg),
+        )
+
+    @classmethod
+    def from_options(
+        cls, student_shapes, guide_shapes, guide=None, max_iter: int = 0, **options
+    ) -> "DistillLoss":
+        """
+        The loss built from Python keywords (how a LazyConfig's distiller builds it), e.g.
+        ``SharedKDLoss.from_options(student_shapes, teacher_shapes, alpha=10.0)``: the same as
+        from a config whose node sets those keys (``MODEL.DISTILL.SHARED_KD.ALPHA 10``).
+
+        Raises:
+            ValueError: an option that is not one of :meth:`option_names`.
+        """
+        known = cls.option_names()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} has no option {unknown}; its options are {known} (the keys of "
+                f"MODEL.DISTILL.{cls.CONFIG_NODE}, in lower case)."
+            )
+        return cls(**cls.from_shapes(student_shapes, guide_shapes, guide, max_iter, **options))
 
     def forward(
         self, student: "DetectorOutputs", guide: "DetectorOutputs"

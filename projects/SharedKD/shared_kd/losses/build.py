@@ -1,6 +1,6 @@
 """The registry of distillation losses, and the functions that add their config and build them."""
 
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import torch.nn as nn
 from detectron2.layers import ShapeSpec
@@ -8,7 +8,12 @@ from detectron2.utils.registry import Registry
 
 from .base import DistillLoss
 
-__all__ = ["DISTILL_LOSS_REGISTRY", "add_distill_loss_configs", "build_distill_losses"]
+__all__ = [
+    "DISTILL_LOSS_REGISTRY",
+    "add_distill_loss_configs",
+    "build_distill_losses",
+    "build_distill_losses_from_options",
+]
 
 DISTILL_LOSS_REGISTRY = Registry("DISTILL_LOSS")
 DISTILL_LOSS_REGISTRY.__doc__ = """
@@ -21,11 +26,15 @@ A registered class subclasses :class:`shared_kd.losses.base.DistillLoss` and dec
 - ``add_config(cfg)`` (classmethod): adds its node ``MODEL.DISTILL.<NODE>``, a one-line comment
   above every key; :func:`add_distill_loss_configs` calls it from ``add_sharedkd_config``.
 - a keyword-only ``@configurable`` ``__init__`` that validates its arguments (loss weights
-  with ``DistillLoss.check_weight``) and never reads the config;
-- ``from_config(cfg, student_shapes, guide_shapes, guide=None)`` (classmethod, read by
-  ``@configurable``): the shapes are ``Dict[str, ShapeSpec]`` of the levels in
-  ``MODEL.DISTILL.IN_FEATURES``, fine to coarse, of the student and of the guide this instance
-  serves; ``guide`` is that frozen guide model.
+  with ``DistillLoss.check_weight``) and never reads the config; its keyword defaults are the
+  loss's defaults, which ``add_config`` writes into the node (``keyword_defaults()``);
+- ``CONFIG_NODE``: the name of its node; the node's keys in lower case are its options;
+- ``from_shapes(student_shapes, guide_shapes, guide=None, max_iter=0, **options)``
+  (classmethod): the keyword arguments of ``__init__``; the shapes are ``Dict[str, ShapeSpec]``
+  of the levels in ``MODEL.DISTILL.IN_FEATURES``, fine to coarse, of the student and of the
+  guide this instance serves; ``guide`` is that frozen guide model. ``DistillLoss.from_config``
+  (read by ``@configurable``) calls it with the node's options, ``from_options`` with Python
+  keywords (a LazyConfig's distiller).
 - ``forward(student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, Tensor]``: scalar,
   already weighted ``loss_*`` terms, the same names for every guide (see
   :class:`shared_kd.modeling.outputs.DetectorOutputs`: FPN features N x C x H x W per level,
@@ -76,6 +85,34 @@ def add_distill_loss_configs(cfg) -> None:
             )
 
 
+def _check_names(names: Sequence[str], where: str) -> None:
+    if not names:
+        raise ValueError(
+            f"{where} is empty: name at least one distillation loss, or train the student's own "
+            "config without DistillationDetector."
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where} lists a loss twice: {list(names)}")
+    for name in names:
+        if name not in DISTILL_LOSS_REGISTRY:
+            raise KeyError(
+                f"Unknown distillation loss {name!r} in {where}; registered: "
+                f"{sorted(k for k, _ in DISTILL_LOSS_REGISTRY)}"
+            )
+
+
+def _build(names, make, num_guides: int) -> nn.ModuleDict:
+    """``make(cls, guide_index)`` for every loss and guide it serves, as a ModuleDict."""
+    losses = nn.ModuleDict()
+    for name in names:
+        cls = _loss_class(name)
+        modules = [make(cls, i) for i in range(num_guides if cls.PER_GUIDE else 1)]
+        for i, module in enumerate(modules):
+            module.guide_index = i  # which guide it serves (0: the teacher), to name diagnostics
+        losses[name] = nn.ModuleList(modules)
+    return losses
+
+
 def build_distill_losses(
     cfg,
     student_shapes: Dict[str, ShapeSpec],
@@ -83,7 +120,7 @@ def build_distill_losses(
     guides: Sequence[nn.Module] = (),
 ) -> nn.ModuleDict:
     """
-    Build every loss named in ``cfg.MODEL.DISTILL.LOSSES``.
+    Build every loss named in ``cfg.MODEL.DISTILL.LOSSES``, from its config node.
 
     Args:
         student_shapes: the student's distilled levels.
@@ -95,25 +132,46 @@ def build_distill_losses(
         (the teacher's) for a loss with ``PER_GUIDE = False``.
     """
     names = list(cfg.MODEL.DISTILL.LOSSES)
-    if not names:
-        raise ValueError(
-            "MODEL.DISTILL.LOSSES is empty: name at least one distillation loss, or train the "
-            "student's own config without DistillationDetector."
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"MODEL.DISTILL.LOSSES lists a loss twice: {names}")
+    _check_names(names, "MODEL.DISTILL.LOSSES")
     guides = list(guides) or [None] * len(guide_shapes)
-    losses = nn.ModuleDict()
-    for name in names:
-        if name not in DISTILL_LOSS_REGISTRY:
-            raise KeyError(
-                f"Unknown distillation loss {name!r} in MODEL.DISTILL.LOSSES; registered: "
-                f"{sorted(k for k, _ in DISTILL_LOSS_REGISTRY)}"
-            )
-        cls = _loss_class(name)
-        count = len(guide_shapes) if cls.PER_GUIDE else 1
-        modules = [cls(cfg, student_shapes, guide_shapes[i], guide=guides[i]) for i in range(count)]
-        for i, module in enumerate(modules):
-            module.guide_index = i  # which guide it serves (0: the teacher), to name diagnostics
-        losses[name] = nn.ModuleList(modules)
-    return losses
+    return _build(
+        names,
+        lambda cls, i: cls(cfg, student_shapes, guide_shapes[i], guide=guides[i]),
+        len(guide_shapes),
+    )
+
+
+def build_distill_losses_from_options(
+    options: Mapping[str, Mapping[str, Any]],
+    student_shapes: Dict[str, ShapeSpec],
+    guide_shapes: List[Dict[str, ShapeSpec]],
+    guides: Sequence[nn.Module] = (),
+    max_iter: int = 0,
+) -> nn.ModuleDict:
+    """
+    Build losses from Python keywords (:meth:`DistillLoss.from_options`), as a LazyConfig's
+    distiller does: ``{"SharedKDLoss": {"alpha": 10.0}, "PKDLoss": {}}`` gives the same modules
+    as ``MODEL.DISTILL.LOSSES ["SharedKDLoss", "PKDLoss"]`` with ``SHARED_KD.ALPHA 10``.
+
+    Args:
+        options: loss name -> its options (the lower-case keys of its config node; omitted
+            ones keep their defaults), in order; a list of names gives every loss its defaults.
+        student_shapes, guide_shapes, guides: as for :func:`build_distill_losses`.
+        max_iter: the training run's length, for losses that follow the schedule.
+    """
+    if not isinstance(options, Mapping):
+        options = {name: {} for name in options}
+    names = list(options)
+    _check_names(names, "the distiller's losses")
+    guides = list(guides) or [None] * len(guide_shapes)
+    return _build(
+        names,
+        lambda cls, i: cls.from_options(
+            student_shapes,
+            guide_shapes[i],
+            guides[i],
+            max_iter,
+            **dict(options[cls.__name__] or {}),
+        ),
+        len(guide_shapes),
+    )

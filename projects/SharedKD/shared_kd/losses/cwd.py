@@ -51,16 +51,19 @@ def channel_kl(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torc
 class CWDLoss(DistillLoss):
     """``WEIGHT * tau^2 * sum_l mean_(n,c) KL(phi(A(T_l)) || phi(A(S_l)))``; logs ``loss_cwd``."""
 
+    CONFIG_NODE = "CWD"
+
     @classmethod
     def add_config(cls, cfg):
+        d = cls.keyword_defaults()  # the one source of the defaults
         # Channel-wise distillation, CWD (Shu et al., ICCV 2021): each channel of a level as a
         # distribution over positions, phi(x) = softmax_hw(x / TAU);
         # L = WEIGHT * TAU^2 * sum_l mean_(n,c) KL(phi(A(T_l)) || phi(A(S_l))).
         cfg.MODEL.DISTILL.CWD = CN()
         # Weight of each level's term (the levels' terms are summed), >= 0; the authors' 5.
-        cfg.MODEL.DISTILL.CWD.WEIGHT = 5.0
+        cfg.MODEL.DISTILL.CWD.WEIGHT = d["weight"]
         # Temperature tau of the softmax over positions, > 0; the authors' 1 for detection.
-        cfg.MODEL.DISTILL.CWD.TAU = 1.0
+        cfg.MODEL.DISTILL.CWD.TAU = d["tau"]
 
     @configurable
     def __init__(self, *, in_features: List[str], weight: float = 5.0, tau: float = 1.0):
@@ -77,9 +80,8 @@ class CWDLoss(DistillLoss):
         self.in_features, self.weight, self.tau = list(in_features), float(weight), float(tau)
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
-        c = cfg.MODEL.DISTILL.CWD
-        return {"in_features": list(student_shapes), "weight": c.WEIGHT, "tau": c.TAU}
+    def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
+        return {"in_features": list(student_shapes), **options}
 
     def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
         terms = [

@@ -38,22 +38,24 @@ class InheritExploreLoss(DistillLoss):
     """Inherit and explore losses; logs ``loss_ie_inherit`` and ``loss_ie_explore``."""
 
     PER_GUIDE = False  # against the teacher's auto-encoder only
+    CONFIG_NODE = "INHERIT_EXPLORE"
 
     @classmethod
     def add_config(cls, cfg):
+        d = cls.keyword_defaults()  # the one source of the defaults
         # M-KD inherit/explore (IE-KD): stage A trains per-level auto-encoders on the frozen
         # teacher's features (META_ARCHITECTURE "TeacherAutoEncoder"); stage B splits the student's
         # FPN channels into an inherit and an explore half and compares each, through encoders, with
         # the teacher's latent code.
         cfg.MODEL.DISTILL.INHERIT_EXPLORE = CN()
         # Channels of the latent code (stage A and B must agree), >= 1.
-        cfg.MODEL.DISTILL.INHERIT_EXPLORE.LATENT = 32
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE.LATENT = d["latent"]
         # Stage B: the auto-encoder checkpoint written by stage A (its model_final.pth).
         cfg.MODEL.DISTILL.INHERIT_EXPLORE.AE_WEIGHTS = ""
         # Weight of L_inh = ||F(E_s(S_inh)) - F(E(T))||_1, >= 0.
-        cfg.MODEL.DISTILL.INHERIT_EXPLORE.INHERIT_WEIGHT = 1.0
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE.INHERIT_WEIGHT = d["inherit_weight"]
         # Weight of L_exp = -||F(E_s(S_exp)) - F(E(T))||_1, >= 0.
-        cfg.MODEL.DISTILL.INHERIT_EXPLORE.EXPLORE_WEIGHT = 1.0
+        cfg.MODEL.DISTILL.INHERIT_EXPLORE.EXPLORE_WEIGHT = d["explore_weight"]
 
     @configurable
     def __init__(
@@ -62,7 +64,7 @@ class InheritExploreLoss(DistillLoss):
         in_features: List[str],
         student_channels: List[int],
         teacher_encoders: nn.ModuleDict,
-        latent: int,
+        latent: int = 32,
         inherit_weight: float = 1.0,
         explore_weight: float = 1.0,
     ):
@@ -94,25 +96,27 @@ class InheritExploreLoss(DistillLoss):
         self.inherit_weight, self.explore_weight = inherit_weight, explore_weight
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
-        ie = cfg.MODEL.DISTILL.INHERIT_EXPLORE
+    def from_shapes(
+        cls, student_shapes, guide_shapes, guide=None, max_iter=0, ae_weights="", **options
+    ):
+        """``ae_weights``: stage A's checkpoint, whose encoders are loaded (checked against
+        ``guide``, the teacher)."""
         in_features = list(student_shapes)
         if guide is None:
             raise ValueError("InheritExploreLoss needs the teacher model to check its auto-encoder")
+        latent = options.get("latent", cls.keyword_defaults()["latent"])
         encoders = load_teacher_encoders(
-            ie.AE_WEIGHTS,
+            ae_weights,
             in_features,
             [guide_shapes[f].channels for f in in_features],
-            ie.LATENT,
+            latent,
             weights_fingerprint(guide),
         )
         return {
             "in_features": in_features,
             "student_channels": [student_shapes[f].channels for f in in_features],
             "teacher_encoders": encoders,
-            "latent": ie.LATENT,
-            "inherit_weight": ie.INHERIT_WEIGHT,
-            "explore_weight": ie.EXPLORE_WEIGHT,
+            **options,
         }
 
     def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:

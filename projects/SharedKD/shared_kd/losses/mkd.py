@@ -85,21 +85,23 @@ class SoftTargetKDLoss(DistillLoss):
     """Hinton's soft targets on classification logits, temperature annealed; logs ``loss_kd``."""
 
     NEEDS_LOGITS = True
+    CONFIG_NODE = "KD"
 
     @classmethod
     def add_config(cls, cfg):
+        d = cls.keyword_defaults()  # the one source of the defaults
         # M-KD soft targets (Hinton KD): L_kd = T^2 * KL(p_T || p_S) on classification logits of the
         # same boxes (R-CNN: softmax) or locations (RetinaNet/FCOS: per-class sigmoid).
         cfg.MODEL.DISTILL.KD = CN()
         # Weight of L_kd, >= 0.
-        cfg.MODEL.DISTILL.KD.WEIGHT = 1.0
+        cfg.MODEL.DISTILL.KD.WEIGHT = d["weight"]
         # Temperature T at the first iteration (> 0); the paper anneals from 5.
-        cfg.MODEL.DISTILL.KD.T_START = 5.0
+        cfg.MODEL.DISTILL.KD.T_START = d["t_start"]
         # Temperature T at the last iteration, SOLVER.MAX_ITER - 1 (> 0); the paper anneals to 1.
         # Equal to T_START: constant.
-        cfg.MODEL.DISTILL.KD.T_END = 1.0
+        cfg.MODEL.DISTILL.KD.T_END = d["t_end"]
         # Annealing schedule from T_START to T_END: "linear" or "cosine".
-        cfg.MODEL.DISTILL.KD.SCHEDULE = "linear"
+        cfg.MODEL.DISTILL.KD.SCHEDULE = d["schedule"]
 
     @configurable
     def __init__(
@@ -127,15 +129,8 @@ class SoftTargetKDLoss(DistillLoss):
         self.schedule, self.max_iter = schedule, max_iter
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
-        kd = cfg.MODEL.DISTILL.KD
-        return {
-            "weight": kd.WEIGHT,
-            "t_start": kd.T_START,
-            "t_end": kd.T_END,
-            "schedule": kd.SCHEDULE,
-            "max_iter": cfg.SOLVER.MAX_ITER,
-        }
+    def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
+        return {"max_iter": max_iter, **options}
 
     def temperature(self) -> float:
         """The temperature of the current iteration (from detectron2's EventStorage)."""
@@ -162,16 +157,19 @@ def attention_map(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 class AttentionTransferLoss(DistillLoss):
     """``mean_l ||AT(A(S_l)) - AT(A(T_l))||^2`` (mean over positions); logs ``loss_at``."""
 
+    CONFIG_NODE = "AT"
+
     @classmethod
     def add_config(cls, cfg):
+        d = cls.keyword_defaults()  # the one source of the defaults
         # M-KD attention transfer (Zagoruyko & Komodakis):
         # L_at = mean_l ||AT(A(S_l)) - AT(A(T_l))||^2, AT(x) = normalize(flatten(mean_c |x|^p));
         # a mean over positions, hence the large weight.
         cfg.MODEL.DISTILL.AT = CN()
         # Weight of L_at, >= 0 (the attention-transfer paper's beta).
-        cfg.MODEL.DISTILL.AT.WEIGHT = 1000.0
+        cfg.MODEL.DISTILL.AT.WEIGHT = d["weight"]
         # Exponent p of the attention map, > 0.
-        cfg.MODEL.DISTILL.AT.P = 2.0
+        cfg.MODEL.DISTILL.AT.P = d["p"]
 
     @configurable
     def __init__(self, *, in_features: List[str], weight: float = 1000.0, p: float = 2.0):
@@ -182,9 +180,8 @@ class AttentionTransferLoss(DistillLoss):
         self.in_features, self.weight, self.p = list(in_features), weight, p
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
-        at = cfg.MODEL.DISTILL.AT
-        return {"in_features": list(student_shapes), "weight": at.WEIGHT, "p": at.P}
+    def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
+        return {"in_features": list(student_shapes), **options}
 
     def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
         terms = []
@@ -214,13 +211,15 @@ def fsp_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class FSPLoss(DistillLoss):
     """``mean_l ||G(S_l, S_l+1) - G(T_l, T_l+1)||^2`` over consecutive levels; logs ``loss_fsp``."""
 
+    CONFIG_NODE = "FSP"
+
     @classmethod
     def add_config(cls, cfg):
         # M-KD FSP relation (Yim et al.): for consecutive levels, G = x^T y / (H W) over channels;
         # L_fsp = mean_l ||G_S - G_T||^2.
         cfg.MODEL.DISTILL.FSP = CN()
         # Weight of L_fsp, >= 0.
-        cfg.MODEL.DISTILL.FSP.WEIGHT = 1.0
+        cfg.MODEL.DISTILL.FSP.WEIGHT = cls.keyword_defaults()["weight"]
 
     @configurable
     def __init__(self, *, in_features: List[str], channels: List[int], weight: float = 1.0):
@@ -237,13 +236,13 @@ class FSPLoss(DistillLoss):
         self.in_features, self.channels, self.weight = list(in_features), list(channels), weight
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
+    def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
         return {
             "in_features": list(student_shapes),
             "channels": [
                 min(student_shapes[f].channels, guide_shapes[f].channels) for f in student_shapes
             ],
-            "weight": cfg.MODEL.DISTILL.FSP.WEIGHT,
+            **options,
         }
 
     def _matrices(self, features):

@@ -40,13 +40,15 @@ def _level_distances(
 class FitNetsLoss(DistillLoss):
     """``WEIGHT * mean_l ||A(S_l) - A(T_l)||^2``; logs ``loss_fitnets``."""
 
+    CONFIG_NODE = "FITNETS"
+
     @classmethod
     def add_config(cls, cfg):
         # Peer baseline, FitNets-style hints (Romero et al. 2015) on FPN levels, no learned
         # regressor: L = WEIGHT * mean_l ||A(S_l) - A(T_l)||^2 (Shared-KD's L_ident without a TSM).
         cfg.MODEL.DISTILL.FITNETS = CN()
         # Weight of the term, >= 0.
-        cfg.MODEL.DISTILL.FITNETS.WEIGHT = 2.0
+        cfg.MODEL.DISTILL.FITNETS.WEIGHT = cls.keyword_defaults()["weight"]
 
     @configurable
     def __init__(self, *, in_features: List[str], weight: float = 2.0):
@@ -60,8 +62,8 @@ class FitNetsLoss(DistillLoss):
         self.in_features, self.weight = list(in_features), float(weight)
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
-        return {"in_features": list(student_shapes), "weight": cfg.MODEL.DISTILL.FITNETS.WEIGHT}
+    def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
+        return {"in_features": list(student_shapes), **options}
 
     def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
         terms = _level_distances(student, guide, self.in_features, "none")
@@ -72,13 +74,15 @@ class FitNetsLoss(DistillLoss):
 class PKDLoss(DistillLoss):
     """``WEIGHT * sum_l ||std(A(S_l)) - std(A(T_l))||^2 / 2``; logs ``loss_pkd``."""
 
+    CONFIG_NODE = "PKD"
+
     @classmethod
     def add_config(cls, cfg):
         # Peer baseline, PKD (Cao et al., NeurIPS 2022): Pearson correlation of FPN levels,
         # L = WEIGHT * sum_l ||std(A(S_l)) - std(A(T_l))||^2 / 2, std = per-channel standardisation.
         cfg.MODEL.DISTILL.PKD = CN()
         # Weight of the term (per level: the levels' terms are summed, as in PKD), >= 0.
-        cfg.MODEL.DISTILL.PKD.WEIGHT = 6.0
+        cfg.MODEL.DISTILL.PKD.WEIGHT = cls.keyword_defaults()["weight"]
 
     @configurable
     def __init__(self, *, in_features: List[str], weight: float = 6.0):
@@ -92,8 +96,8 @@ class PKDLoss(DistillLoss):
         self.in_features, self.weight = list(in_features), float(weight)
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
-        return {"in_features": list(student_shapes), "weight": cfg.MODEL.DISTILL.PKD.WEIGHT}
+    def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
+        return {"in_features": list(student_shapes), **options}
 
     def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
         terms = _level_distances(student, guide, self.in_features, "channel")

@@ -231,58 +231,63 @@ def warmup_factor(iteration: Optional[int], warmup_iters: int) -> float:
 class SharedKDLoss(DistillLoss):
     """
     Shared-KD's feature losses; logs ``loss_sharedkd_ident`` and ``loss_sharedkd_cross`` (each
-    already weighted). The keyword defaults are the paper's settings; the config's defaults
-    (``MODEL.DISTILL.SHARED_KD``) are the ones the project's study chose (docs/METHODS.md).
+    already weighted). The keyword defaults, which are also the config's
+    (``MODEL.DISTILL.SHARED_KD``), are the ones the project's study chose (docs/METHODS.md);
+    the paper's settings are ``alpha=2, normalize="none", cross=True, tsm_init_fine=0.5,
+    tsm_learn_gates=True`` (the ``*_paper`` configs).
     At detectron2's logging period it also logs the TSM's health per level:
     ``distill/tsm_gate0_<level>`` and ``distill/tsm_gate1_<level>`` (mean gates of ``T_l`` and
     of ``up(T_{l+1})``) and ``distill/tsm_rms_ratio_<level>`` (RMS(T'_l) / RMS(T_l); near 1 for
     a healthy target, near 0 for a collapsed one).
     """
 
+    CONFIG_NODE = "SHARED_KD"
+
     @classmethod
     def add_config(cls, cfg):
+        d = cls.keyword_defaults()  # the one source of the defaults
         # Shared-KD (Electronics 2024). Loss = alpha(t) * (L_ident + CROSS_WEIGHT * L_cross).
         cfg.MODEL.DISTILL.SHARED_KD = CN()
         # alpha: weight of the Shared-KD feature losses, >= 0. 15 with NORMALIZE "channel" (PKD's
         # weight, chosen by the study); the paper's best is 2 on raw maps (Table 5: 2, 5, 10, 20).
-        cfg.MODEL.DISTILL.SHARED_KD.ALPHA = 15.0
+        cfg.MODEL.DISTILL.SHARED_KD.ALPHA = d["alpha"]
         # Ramp alpha linearly from 0 to ALPHA over this many iterations, >= 0 (0: the paper, none).
-        cfg.MODEL.DISTILL.SHARED_KD.ALPHA_WARMUP_ITERS = 0
+        cfg.MODEL.DISTILL.SHARED_KD.ALPHA_WARMUP_ITERS = d["alpha_warmup_iters"]
         # Teacher Share Module: fuse teacher level l with level l+1 (T'_l); off means T'_l = T_l.
-        cfg.MODEL.DISTILL.SHARED_KD.TEACHER_SHARE = True
+        cfg.MODEL.DISTILL.SHARED_KD.TEACHER_SHARE = d["teacher_share"]
         # TSM gates: "softmax" (convex, a0 + a1 = 1: the target keeps the teacher's scale) or
         # "sigmoid" (independent gates; they collapse to 0 in training, kept only to reproduce
         # that).
-        cfg.MODEL.DISTILL.SHARED_KD.TSM_GATE = "softmax"
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_GATE = d["tsm_gate"]
         # TSM gate of T_l at initialisation, in (0, 1) (up(T_{l+1}) gets 1 - it); with fixed gates,
         # the mix itself. 0.75 (the studies' choice): the even mix, 0.5, cost 0.5 to 3 AP (paired
         # means over Faster R-CNN, RetinaNet, FCOS and Mask R-CNN; docs/METHODS.md).
-        cfg.MODEL.DISTILL.SHARED_KD.TSM_INIT_FINE = 0.75
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_INIT_FINE = d["tsm_init_fine"]
         # Train the TSM's gates (by L_ident, through the target; the paper); False (the study's
         # choice: learned gates drift to the easier of the two levels) keeps the initial mix.
-        cfg.MODEL.DISTILL.SHARED_KD.TSM_LEARN_GATES = False
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_LEARN_GATES = d["tsm_learn_gates"]
         # TSM upsampling of T_{l+1} to T_l's size: "nearest" or "bilinear".
-        cfg.MODEL.DISTILL.SHARED_KD.TSM_UPSAMPLE = "nearest"
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_UPSAMPLE = d["tsm_upsample"]
         # TSM fusion conv kernel size: 1 or 3.
-        cfg.MODEL.DISTILL.SHARED_KD.TSM_KERNEL_SIZE = 3
+        cfg.MODEL.DISTILL.SHARED_KD.TSM_KERNEL_SIZE = d["tsm_kernel_size"]
         # Identical-layer loss L_ident = mean_l D(A(S_l), A(T'_l)) (teacher -> student).
-        cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = True
+        cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = d["identical"]
         # Cross-layer loss L_cross within the student: level i guides level j (stop-gradient on i).
         # Off by default (the study: it lowered AP at every weight tried); on in the paper.
-        cfg.MODEL.DISTILL.SHARED_KD.CROSS = False
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS = d["cross"]
         # Weight of L_cross relative to L_ident, >= 0 (the paper: 1).
-        cfg.MODEL.DISTILL.SHARED_KD.CROSS_WEIGHT = 1.0
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS_WEIGHT = d["cross_weight"]
         # Cross-layer pairs: "adjacent" ((i, i+1) both ways) or "all" (every ordered pair i != j).
-        cfg.MODEL.DISTILL.SHARED_KD.CROSS_PAIRS = "adjacent"
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS_PAIRS = d["cross_pairs"]
         # Which level of a pair guides: "both" (the paper), "fine_to_coarse" (the finer level
         # guides the coarser) or "coarse_to_fine".
-        cfg.MODEL.DISTILL.SHARED_KD.CROSS_DIRECTION = "both"
+        cfg.MODEL.DISTILL.SHARED_KD.CROSS_DIRECTION = d["cross_direction"]
         # Distance D: "channel" (mean squared difference of maps standardised per channel over batch
         # and positions, as PKD does; the study's choice) or "none" (of the raw maps, the paper).
-        cfg.MODEL.DISTILL.SHARED_KD.NORMALIZE = "channel"
+        cfg.MODEL.DISTILL.SHARED_KD.NORMALIZE = d["normalize"]
         # Weight of positions inside ground-truth boxes in L_ident (background: 1), >= 1; the
         # weighted mean keeps the loss's scale. 1: unweighted (the paper).
-        cfg.MODEL.DISTILL.SHARED_KD.FOREGROUND_WEIGHT = 1.0
+        cfg.MODEL.DISTILL.SHARED_KD.FOREGROUND_WEIGHT = d["foreground_weight"]
 
     @configurable
     def __init__(
@@ -291,21 +296,21 @@ class SharedKDLoss(DistillLoss):
         in_features: List[str],
         teacher_channels: List[int],
         strides: Optional[List[int]] = None,
-        alpha: float = 2.0,
+        alpha: float = 15.0,
         alpha_warmup_iters: int = 0,
         teacher_share: bool = True,
         identical: bool = True,
-        cross: bool = True,
+        cross: bool = False,
         cross_weight: float = 1.0,
         cross_pairs: str = "adjacent",
         cross_direction: str = "both",
-        normalize: str = "none",
+        normalize: str = "channel",
         foreground_weight: float = 1.0,
         tsm_upsample: str = "nearest",
         tsm_kernel_size: int = 3,
         tsm_gate: str = "softmax",
-        tsm_init_fine: float = 0.5,
-        tsm_learn_gates: bool = True,
+        tsm_init_fine: float = 0.75,
+        tsm_learn_gates: bool = False,
         max_iter: int = 0,
     ):
         """
@@ -379,29 +384,14 @@ class SharedKDLoss(DistillLoss):
         return self.identical
 
     @classmethod
-    def from_config(cls, cfg, student_shapes, guide_shapes, guide=None):
-        c = cfg.MODEL.DISTILL.SHARED_KD
+    def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
         in_features = list(student_shapes)
         return {
             "in_features": in_features,
             "teacher_channels": [guide_shapes[f].channels for f in in_features],
             "strides": [student_shapes[f].stride for f in in_features],
-            "alpha": c.ALPHA,
-            "alpha_warmup_iters": c.ALPHA_WARMUP_ITERS,
-            "teacher_share": c.TEACHER_SHARE,
-            "identical": c.IDENTICAL,
-            "cross": c.CROSS,
-            "cross_weight": c.CROSS_WEIGHT,
-            "cross_pairs": c.CROSS_PAIRS,
-            "cross_direction": c.CROSS_DIRECTION,
-            "normalize": c.NORMALIZE,
-            "foreground_weight": c.FOREGROUND_WEIGHT,
-            "tsm_upsample": c.TSM_UPSAMPLE,
-            "tsm_kernel_size": c.TSM_KERNEL_SIZE,
-            "tsm_gate": c.TSM_GATE,
-            "tsm_init_fine": c.TSM_INIT_FINE,
-            "tsm_learn_gates": c.TSM_LEARN_GATES,
-            "max_iter": cfg.SOLVER.MAX_ITER,
+            "max_iter": max_iter,
+            **options,
         }
 
     def identical_loss(

@@ -4,9 +4,9 @@ from . import fcos  # noqa: F401  (registers "FCOS" in META_ARCH_REGISTRY)
 from .alignment import align_pair
 from .autoencoder import TeacherAutoEncoder
 from .distiller import DistillationDetector, average_over_guides, sample_kept_guides
+from .guide import Guide, build_frozen_detector, build_guide
 from .levels import resolve_in_features
 from .outputs import DetectorOutputs
-from .teacher import build_frozen_detector, build_teacher, load_guide_config
 
 __all__ = [
     "align_pair",
@@ -14,9 +14,9 @@ __all__ = [
     "DistillationDetector",
     "TeacherAutoEncoder",
     "average_over_guides",
+    "Guide",
     "build_frozen_detector",
-    "build_teacher",
-    "load_guide_config",
+    "build_guide",
     "resolve_in_features",
     "sample_kept_guides",
 ]

@@ -9,7 +9,7 @@ auto-encoder of another teacher.
 """
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -19,8 +19,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY
 
 from ..checkpoint import load_checkpoint_file
+from .guide import Guide, as_guide, build_guide, check_input_formats, in_input_format
 from .levels import resolve_in_features
-from .teacher import build_teacher
 
 __all__ = [
     "LevelAutoEncoder",
@@ -85,14 +85,28 @@ class TeacherAutoEncoder(nn.Module):
     def __init__(
         self,
         *,
-        teacher: nn.Module,
+        teacher: Union[Guide, nn.Module],
         in_features: List[str],
         shapes: Dict[str, ShapeSpec],
         latent: int,
+        input_format: Optional[str] = None,
     ):
+        """
+        Args:
+            teacher: the frozen teacher (a :class:`Guide`, or a bare detector).
+            in_features: its levels to encode, fine to coarse.
+            shapes: its levels' shapes.
+            latent: channels of the latent code.
+            input_format: the channel order of the training images; None: the teacher's.
+        """
         super().__init__()
         if latent < 1:
             raise ValueError(f"MODEL.DISTILL.INHERIT_EXPLORE.LATENT must be >= 1, got {latent}")
+        guide = as_guide(teacher, input_format or "BGR")
+        teacher = guide.model
+        self._flip = check_input_formats(
+            input_format or guide.input_format, guide.input_format, "teacher"
+        )
         self._teacher = (teacher,)  # frozen and kept out of parameters()/state_dict()
         self.in_features = list(in_features)
         self.autoencoders = nn.ModuleDict(
@@ -113,15 +127,16 @@ class TeacherAutoEncoder(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         d = cfg.MODEL.DISTILL
-        teacher = build_teacher(
+        teacher = build_guide(
             d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
         )
-        shapes = teacher.backbone.output_shape()
+        shapes = teacher.model.backbone.output_shape()
         return {
             "teacher": teacher,
             "in_features": resolve_in_features(d.IN_FEATURES, shapes, "teacher"),
             "shapes": shapes,
             "latent": d.INHERIT_EXPLORE.LATENT,
+            "input_format": cfg.INPUT.FORMAT,
         }
 
     @property
@@ -134,7 +149,7 @@ class TeacherAutoEncoder(nn.Module):
 
     def forward(self, batched_inputs):
         with torch.no_grad():
-            images = self.teacher.preprocess_image(batched_inputs)
+            images = self.teacher.preprocess_image(in_input_format(batched_inputs, self._flip))
             features = self.teacher.backbone(images.tensor)
         terms = [
             F.mse_loss(self.autoencoders[f](features[f]), features[f]) for f in self.in_features

@@ -4,7 +4,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -13,12 +13,13 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.utils.events import get_event_storage
 
 from ..export import student_config
-from ..losses import build_distill_losses
+from ..losses import build_distill_losses, build_distill_losses_from_options
 from ..names import DISTILL_META_ARCH, STUDENT_PREFIX
+from .alignment import crop_to_extent
+from .guide import Guide, as_guide, build_guide, check_input_formats, in_input_format
 from .levels import resolve_in_features
 from .logits import build_logit_tap
 from .outputs import DetectorOutputs
-from .teacher import build_teacher
 
 __all__ = [
     "GUIDE_AUTOCAST_CHOICES",
@@ -129,6 +130,33 @@ def average_over_guides(per_term: Dict[str, List[torch.Tensor]]) -> Dict[str, to
     return {term: torch.stack(list(values)).mean() for term, values in per_term.items()}
 
 
+def _guide_name(index: int) -> str:
+    return "teacher" if index == 0 else f"teaching assistant {index}"
+
+
+def distilled_levels(
+    configured: Sequence[str], student: nn.Module, guides: Sequence[nn.Module]
+) -> List[str]:
+    """
+    The levels the losses read: ``configured`` (``MODEL.DISTILL.IN_FEATURES``), or every level
+    of the student's backbone when it is empty; checked to be distinct, fine to coarse, and
+    levels of the student and of every guide.
+    """
+    student_shapes = student.backbone.output_shape()
+    configured = list(configured or [])
+    # The configured list first (the default, all levels by stride, is always fine); its
+    # levels that the student lacks are named just below.
+    strides = [student_shapes[f].stride for f in configured if f in student_shapes]
+    if len(set(configured)) != len(configured) or strides != sorted(strides):
+        raise ValueError(
+            f"MODEL.DISTILL.IN_FEATURES must list distinct levels fine to coarse, got {configured}"
+        )
+    in_features = resolve_in_features(configured, student_shapes, "student")
+    for i, guide in enumerate(guides):
+        resolve_in_features(in_features, guide.backbone.output_shape(), _guide_name(i))
+    return in_features
+
+
 def _check_finite(losses: Dict[str, torch.Tensor]) -> None:
     """
     Stop with the names of the non-finite loss terms and the iteration.
@@ -163,9 +191,14 @@ class DistillationDetector(nn.Module):
 
     Guides are deliberately not registered submodules: they stay out of ``parameters()`` (so out
     of the optimizer and DDP), out of ``state_dict()`` (so out of checkpoints) and unaffected by
-    ``.train()``, and also by ``.to()``: they are built on ``MODEL.DEVICE`` and stay there. The
-    checkpoint holds ``student.*`` and ``losses.*`` (e.g. the Teacher Share Module), and a plain
-    detectron2 checkpoint of the student loads into it too.
+    ``.train()``; ``.to()`` moves them to the student's device (and nothing else about them).
+    The checkpoint holds ``student.*`` and ``losses.*`` (e.g. the Teacher Share Module), and a
+    plain detectron2 checkpoint of the student loads into it too.
+
+    Each guide sees the input it was trained on: the student's images with their channels
+    flipped when the guide's input format differs (BGR <-> RGB), normalised with the guide's own
+    pixel mean and std and padded its own way (its ``preprocess_image``); where the padded sizes
+    differ, the losses compare each level only over the part of the input both tensors hold.
 
     Precision: the guides' forward may run in reduced precision (``MODEL.DISTILL.GUIDE_AUTOCAST``,
     see :func:`guide_dtype`; on CUDA their backbones are then also channels-last); their outputs
@@ -177,23 +210,34 @@ class DistillationDetector(nn.Module):
         self,
         *,
         student: nn.Module,
-        guides: Sequence[nn.Module],
-        in_features: List[str],
-        losses: nn.ModuleDict,
+        guides: Sequence[Union[Guide, nn.Module]],
+        losses: Union[nn.ModuleDict, Mapping[str, Mapping[str, Any]], Sequence[str]],
+        in_features: Optional[Sequence[str]] = None,
+        input_format: Optional[str] = None,
         drop_prob: float = 0.0,
-        guide_autocast: str = "off",
+        guide_autocast: str = "auto",
+        max_iter: int = 0,
     ):
         """
         Args:
             student: a detectron2 detector with a ``backbone`` returning ``Dict[str, Tensor]``.
-            guides: frozen detectors with ``preprocess_image`` and ``backbone``: the teacher
-                first, then the teaching assistants.
-            in_features: the levels passed to the losses, fine to coarse.
-            losses: loss name -> ModuleList with one module per guide (or one for the teacher
-                only), see :func:`shared_kd.losses.build_distill_losses`.
+            guides: frozen guides (:class:`Guide`, e.g. from :func:`build_guide`; or bare
+                detectors, see :func:`~shared_kd.modeling.guide.as_guide`): the teacher first,
+                then the teaching assistants.
+            losses: the built losses, loss name -> ModuleList with one module per guide (or one
+                for the teacher only), see :func:`shared_kd.losses.build_distill_losses`; or
+                loss name -> options (a list of names: the defaults), built here with
+                :func:`shared_kd.losses.build_distill_losses_from_options`, as a LazyConfig
+                names them: ``{"SharedKDLoss": {"alpha": 10.0}}``.
+            in_features: the levels passed to the losses, fine to coarse; None or empty: every
+                level of the student's backbone.
+            input_format: the channel order of the images in the batches ("BGR", "RGB"; the
+                data loader's); None: the student's ``input_format`` attribute.
             drop_prob: DGKD's probability of dropping a guide in a step (one is always kept).
             guide_autocast: the guides' forward precision, see :func:`guide_dtype` (the
                 guides' device decides what "auto" means).
+            max_iter: the training run's length, for losses built here that follow the
+                schedule (a LazyConfig passes ``"${train.max_iter}"``).
         """
         super().__init__()
         if not guides:
@@ -202,28 +246,69 @@ class DistillationDetector(nn.Module):
             raise ValueError(
                 f"MODEL.DISTILL.ASSISTANTS.DROP_PROB must be in [0, 1), got {drop_prob}"
             )
+        input_format = input_format or getattr(student, "input_format", None)
+        if not input_format:
+            raise ValueError(
+                f"The student ({type(student).__name__}) has no input_format: give the "
+                "distiller input_format, the channel order of the training images ('BGR'/'RGB')."
+            )
+        guides = [as_guide(g, input_format) for g in guides]
         self.student = student
-        self._guides = tuple(guides)  # a tuple hides them from nn.Module's bookkeeping
-        self.in_features = list(in_features)
+        self._guides = tuple(g.model for g in guides)  # a tuple hides them from nn.Module
+        self.input_format = input_format
+        self.guide_input_formats = tuple(g.input_format for g in guides)
+        # Per guide: whether the student's images reach it with their channels reversed.
+        self._flip = tuple(
+            check_input_formats(input_format, g.input_format, _guide_name(i))
+            for i, g in enumerate(guides)
+        )
+        self.in_features = distilled_levels(in_features, student, self._guides)
+        student_shapes = student.backbone.output_shape()
+        guide_shapes = [g.backbone.output_shape() for g in self._guides]
+        if not isinstance(losses, nn.ModuleDict):
+            losses = build_distill_losses_from_options(
+                losses,
+                {f: student_shapes[f] for f in self.in_features},
+                [{f: shapes[f] for f in self.in_features} for shapes in guide_shapes],
+                self._guides,
+                max_iter,
+            )
         self.losses = losses
         self.drop_prob = drop_prob
         self.guide_autocast = guide_autocast
-        # None: fp32. Public so that a benchmark can time the guides in fp32 for reference.
-        self.guide_dtype = guide_dtype(guide_autocast, self._guides[0].device)
-        if self.guide_dtype is not None and self._guides[0].device.type == "cuda":
-            for guide in self._guides:  # frozen: converting them in place changes no value
-                guide.backbone.to(memory_format=torch.channels_last)
+        # Strides of every level, to crop maps to the part of the input both models saw.
+        self._student_strides = {f: shape.stride for f, shape in student_shapes.items()}
+        self._guide_strides = [{f: s.stride for f, s in shapes.items()} for shapes in guide_shapes]
+        self._set_guide_precision()
         needs_logits = any(m[0].NEEDS_LOGITS for m in losses.values())
         self.logit_tap = build_logit_tap(student) if needs_logits else None
         if self.logit_tap is not None:
             for i, guide in enumerate(self._guides):
-                self.logit_tap.check_guide(guide, self._guide_name(i))
+                self.logit_tap.check_guide(guide, _guide_name(i))
         self._student_features = None
         student.backbone.register_forward_hook(self._capture_student_features)
         self._register_load_state_dict_pre_hook(self._accept_plain_student_checkpoint)
 
+    def _set_guide_precision(self):
+        # None: fp32. Public so that a benchmark can time the guides in fp32 for reference.
+        self.guide_dtype = guide_dtype(self.guide_autocast, self._guides[0].device)
+        if self.guide_dtype is not None and self._guides[0].device.type == "cuda":
+            for guide in self._guides:  # frozen: converting them in place changes no value
+                guide.backbone.to(memory_format=torch.channels_last)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .cuda() / .cpu(): the guides, hidden from nn.Module, follow the student's
+        # device (a LazyConfig builds the model on the CPU, then moves it to train.device).
+        super()._apply(fn, *args, **kwargs)
+        device = self.student.device
+        if any(g.device != device for g in self._guides):
+            for guide in self._guides:
+                guide.to(device)
+            self._set_guide_precision()
+        return self
+
     @classmethod
-    def from_config(cls, cfg, guides: Optional[Sequence[nn.Module]] = None):
+    def from_config(cls, cfg, guides: Optional[Sequence[Union[Guide, nn.Module]]] = None):
         """
         Args:
             guides: frozen guides to use instead of building the teacher and the teaching
@@ -250,48 +335,29 @@ class DistillationDetector(nn.Module):
                     f"{len(ta.CONFIG_FILES)} teaching assistants"
                 )
         else:
-            guides = [
-                build_teacher(
-                    d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, cfg.MODEL.DEVICE
-                )
-            ]
+            device = cfg.MODEL.DEVICE
+            guides = [build_guide(d.TEACHER.CONFIG_FILE, d.TEACHER.WEIGHTS, d.TEACHER.OPTS, device)]
             for config_file, weights in zip(ta.CONFIG_FILES, ta.WEIGHTS):
-                guides.append(
-                    build_teacher(config_file, weights, (), cfg.MODEL.DEVICE, role="assistant")
-                )
-
+                guides.append(build_guide(config_file, weights, (), device, role="assistant"))
+        models = [g.model if isinstance(g, Guide) else g for g in guides]
+        in_features = distilled_levels(d.IN_FEATURES, student, models)
         student_shapes = student.backbone.output_shape()
-        # The configured list first (the default, all levels by stride, is always fine); its
-        # levels that the student lacks are named just below.
-        configured = list(d.IN_FEATURES)
-        strides = [student_shapes[f].stride for f in configured if f in student_shapes]
-        if len(set(configured)) != len(configured) or strides != sorted(strides):
-            raise ValueError(
-                f"MODEL.DISTILL.IN_FEATURES must list distinct levels fine to coarse, got "
-                f"{configured}"
-            )
-        in_features = resolve_in_features(configured, student_shapes, "student")
-        guide_shapes = [g.backbone.output_shape() for g in guides]
-        for i, shapes in enumerate(guide_shapes):
-            resolve_in_features(in_features, shapes, cls._guide_name(i))
         losses = build_distill_losses(
             cfg,
             {f: student_shapes[f] for f in in_features},
-            [{f: shapes[f] for f in in_features} for shapes in guide_shapes],
-            guides,
+            [{f: m.backbone.output_shape()[f] for f in in_features} for m in models],
+            models,
         )
         return {
             "student": student,
             "guides": guides,
             "in_features": in_features,
             "losses": losses,
+            "input_format": cfg.INPUT.FORMAT,
             "drop_prob": ta.DROP_PROB,
             "guide_autocast": d.GUIDE_AUTOCAST,
+            "max_iter": cfg.SOLVER.MAX_ITER,
         }
-
-    @staticmethod
-    def _guide_name(index):
-        return "teacher" if index == 0 else f"teaching assistant {index}"
 
     @property
     def teacher(self) -> nn.Module:
@@ -307,7 +373,8 @@ class DistillationDetector(nn.Module):
 
     def _capture_student_features(self, module, inputs, output):
         if module.training:
-            self._student_features = output
+            # the maps, and the (H, W) of the padded image tensor they were computed from
+            self._student_features = (output, tuple(inputs[0].shape[-2:]))
 
     def _accept_plain_student_checkpoint(self, state_dict, prefix, *args):
         # A detectron2 checkpoint of the student alone (e.g. to initialise it) has no
@@ -329,22 +396,36 @@ class DistillationDetector(nn.Module):
             state_dict[prefix + STUDENT_PREFIX + k[len(prefix) :]] = value
 
     @torch.no_grad()
-    def guide_outputs(self, guide: nn.Module, batched_inputs) -> DetectorOutputs:
+    def guide_outputs(
+        self,
+        guide: Union[int, nn.Module],
+        batched_inputs,
+        model: Optional[nn.Module] = None,
+    ) -> DetectorOutputs:
         """
-        A guide's backbone features (and logits on the student's locations, if needed), fp32.
+        A guide's backbone features (and logits on the student's locations, if needed), fp32,
+        on the batch in the guide's input format (channels flipped if it differs from the
+        student's), normalised and padded by the guide's own ``preprocess_image``.
 
         With a reduced :attr:`guide_dtype`, the backbone runs under autocast and
         ``inference_mode`` (channels-last on CUDA); its features are then copied back to fp32
         (normal tensors, which the losses' autograd may save), and the logit heads run on them
         in fp32 (the R-CNN box pooler would otherwise round the boxes to the reduced precision).
+
+        Args:
+            guide: the guide's index (0: the teacher) or the guide model itself.
+            model: a detector to run in that guide's place (e.g. a benchmark's fp32 copy of it).
         """
+        index = guide if isinstance(guide, int) else self._guides.index(guide)
+        guide = self._guides[index] if model is None else model
+        inputs = in_input_format(batched_inputs, self._flip[index])
         if self.guide_dtype is None:
-            images = guide.preprocess_image(batched_inputs)
-            features = guide.backbone(images.tensor)
+            x = guide.preprocess_image(inputs).tensor
+            features = guide.backbone(x)
         else:
             device_type = guide.device.type
             with torch.inference_mode(), torch.autocast(device_type, dtype=self.guide_dtype):
-                x = guide.preprocess_image(batched_inputs).tensor
+                x = guide.preprocess_image(inputs).tensor
                 if device_type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
                 reduced = guide.backbone(x)
@@ -352,11 +433,34 @@ class DistillationDetector(nn.Module):
                 f: v.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
                 for f, v in reduced.items()
             }
-        out = DetectorOutputs({f: features[f] for f in self.in_features})
+        out = DetectorOutputs(
+            {f: features[f] for f in self.in_features}, input_size=tuple(x.shape[-2:])
+        )
         if self.logit_tap is not None:
             out.class_logits = self.logit_tap.guide_logits(guide, features)
             out.logit_activation = self.logit_tap.activation
         return out
+
+    def _on_common_extent(
+        self, student: DetectorOutputs, guide: Optional[DetectorOutputs], index: int
+    ) -> Tuple[DetectorOutputs, Optional[DetectorOutputs]]:
+        """
+        The student's and a guide's outputs cut to the top-left part of the input that both
+        padded tensors hold (every image lies in it): where the guide pads its own way (e.g. a
+        ViTDet teacher's 1024 square around a 640-pixel batch) the losses compare maps of the
+        same pixels. Outputs of equally padded inputs come back as they are.
+        """
+        if guide is None or None in (student.input_size, guide.input_size):
+            return student, guide
+        if student.input_size == guide.input_size:
+            return student, guide
+        extent = tuple(min(a, b) for a, b in zip(student.input_size, guide.input_size))
+
+        def crop(out, strides):
+            maps = {f: crop_to_extent(x, strides[f], extent) for f, x in out.features.items()}
+            return dataclasses.replace(out, features=maps, input_size=extent)  # same cache
+
+        return crop(student, self._student_strides), crop(guide, self._guide_strides[index])
 
     def student_outputs(self, batched_inputs) -> DetectorOutputs:
         """
@@ -371,7 +475,8 @@ class DistillationDetector(nn.Module):
                 "The student's forward did not call its backbone in training mode; "
                 "DistillationDetector needs a detector whose forward runs self.backbone."
             )
-        out = DetectorOutputs({f: captured[f] for f in self.in_features})
+        features, input_size = captured
+        out = DetectorOutputs({f: features[f] for f in self.in_features}, input_size=input_size)
         if all("instances" in x for x in batched_inputs):
             # On the host as the loader gave them: a loss that weights positions by box moves
             # them to the device, the others never touch them.
@@ -484,8 +589,9 @@ class DistillationDetector(nn.Module):
                 guide = dataclasses.replace(precomputed[i], cache={})
             else:
                 guide = self.guide_outputs(self._guides[i], batched_inputs)
+            seen_by_both, guide = self._on_common_extent(student, guide, i)
             for module in modules:
-                for term, value in module(student, guide).items():
+                for term, value in module(seen_by_both, guide).items():
                     per_term.setdefault(term, []).append(value)
         terms = average_over_guides(per_term)
         dropped = [i for i in range(len(self._guides)) if i not in kept]

@@ -1,7 +1,7 @@
 """What a detector exposes to the distillation losses in one training step."""
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -22,6 +22,9 @@ class DetectorOutputs:
         gt_boxes: per image, B_i x 4 ground-truth boxes (x0, y0, x1, y1) in the pixels of the
             model's input (the student's only; None when the inputs carry no instances).
         cache: per-step memo for terms that several guides would otherwise compute again.
+        input_size: (H, W) of the padded image tensor the backbone read, in pixels (None when
+            unknown); where the student's and a guide's differ, the distiller crops both to
+            the common top-left part before the losses see them.
     """
 
     features: Dict[str, torch.Tensor]
@@ -29,6 +32,7 @@ class DetectorOutputs:
     logit_activation: str = "softmax"
     gt_boxes: Optional[List[torch.Tensor]] = None
     cache: Dict[str, Any] = field(default_factory=dict)
+    input_size: Optional[Tuple[int, int]] = None
 
     def cached(self, key: str, compute: Callable[[], Any]):
         """``compute()`` once per step; later calls with the same key return the first result."""
