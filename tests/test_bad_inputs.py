@@ -5,6 +5,7 @@ class, a pattern its message must match).
 """
 
 import json
+import os
 
 import pytest
 import torch
@@ -21,9 +22,11 @@ from shared_kd.data.register import (
     register_config_datasets,
 )
 from shared_kd.engine import OutputDirInUseError, Trainer, check_output_dir
+from shared_kd.lazy import LazyConfigError
 from shared_kd.utils.testing import get_tiny_cfg, random_batch
 
 from .coco_subset import write_coco_subset
+from .conftest import REPO_ROOT
 from .modeling.test_distiller import _save_guide
 from .modeling.test_mkd_distiller import mkd_cfg
 
@@ -74,7 +77,69 @@ def _autoencoder_of_another_teacher(cfg, tmp_path):
     cfg.MODEL.DISTILL.TEACHER.WEIGHTS = str(tmp_path / "other.pth")
 
 
+def _lazy_teacher(body):
+    """A .py teacher: detectron2's tiny R34 twin, then ``body`` (lines of the file)."""
+    shapes = os.path.join(REPO_ROOT, "configs", "shapes")
+
+    def change(cfg, tmp_path):
+        path = tmp_path / "teacher.py"
+        path.write_text(
+            "from detectron2.config import LazyConfig\n"
+            f"model = LazyConfig.load({shapes + '/faster_rcnn_R34_FPN_tiny_teacher.py'!r}).model\n"
+            + body
+        )
+        cfg.MODEL.DISTILL.TEACHER.CONFIG_FILE = str(path)
+
+    return change
+
+
+def _lazy_teacher_overrides(*opts):
+    def change(cfg, tmp_path):
+        cfg.MODEL.DISTILL.TEACHER.CONFIG_FILE = os.path.join(
+            REPO_ROOT, "configs", "shapes", "faster_rcnn_R34_FPN_tiny_teacher.py"
+        )
+        cfg.MODEL.DISTILL.TEACHER.OPTS = list(opts)
+
+    return change
+
+
 BAD_INPUTS = [
+    (
+        "py teacher without model",
+        _lazy_teacher("teacher = model\ndel model\n"),
+        LazyConfigError,
+        "defines no `model`",
+    ),
+    (
+        "py teacher override of a missing key",
+        _lazy_teacher_overrides("model.backbone.out_channel=128"),
+        LazyConfigError,
+        "has no key 'out_channel'; did you mean out_channels",
+    ),
+    (
+        "py teacher override as KEY VALUE",
+        _lazy_teacher_overrides("MODEL.FPN.OUT_CHANNELS", "128"),
+        LazyConfigError,
+        "is not key=value",
+    ),
+    (
+        "py teacher weights that do not fit",
+        _lazy_teacher_overrides("model.backbone.out_channels=96"),
+        TeacherLoadError,
+        "do not fit the architecture",
+    ),
+    (
+        "teacher of a format that cannot be reconciled",
+        _set(TEACHER__OPTS=["INPUT.FORMAT", "L"]),  # a grey-scale teacher of a BGR student
+        ValueError,
+        "reconciles only BGR and RGB",
+    ),
+    (
+        "model-zoo config this detectron2 lacks",
+        _set(TEACHER__CONFIG_FILE="model_zoo:common/models/no_such_vitdet.py"),
+        FileNotFoundError,
+        "no such model-zoo config",
+    ),
     ("teacher config empty", _set(TEACHER__CONFIG_FILE=""), ValueError, "CONFIG_FILE is empty"),
     (
         "teacher config missing",

@@ -86,6 +86,8 @@ def test_smoke_run_on_cpu(tmp_path):
     assert parts["tests"]["counts"]["skipped"] > 0 and parts["tests"]["counts"]["passed"] == 0
     student = parts["train"]["student"]
     assert student["finite_losses"] and student["ap"] is not None and student["iterations"] == 2
+    lazy = parts["train"]["lazy_student"]  # the LazyConfig pair, from the same teacher weights
+    assert lazy["ok"] and lazy["finite_losses"] and lazy["iterations"] == 2
     run = parts["bench"]["runs"][0]
     assert run["ok"] and run["median_ms"]["distill_step"] > 0
     assert "# SharedKD GPU check" in res.stdout and "| bench | ok |" in res.stdout

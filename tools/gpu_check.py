@@ -24,7 +24,9 @@ processes:
 
 - (a) ``tests``: the ``gpu`` pytest marker's tests (``tests/gpu``);
 - (b) ``train``: ``train_net.py`` on the tiny shapes configs, a teacher then a Shared-KD student,
-  with ``SOLVER.AMP.ENABLED True`` on CUDA: finite losses, the student's AP, iterations/s;
+  with ``SOLVER.AMP.ENABLED True`` on CUDA: finite losses, the student's AP, iterations/s; then
+  the LazyConfig pair (``.py`` teacher in the guides' bf16, ``.py`` student under detectron2's
+  ``AMPTrainer``, ``train.amp.enabled=True``) from the same teacher weights;
 - (c) ``bench``: ``tools/benchmark.py`` at COCO scale (R101-FPN -> R50-FPN, random weights,
   800x1333, batches of 2 and 8, AMP) for Faster R-CNN and RetinaNet, with the guides' forward in
   their reduced precision and in fp32 for reference, and peak memory beside the paper's Table 4.
@@ -106,6 +108,8 @@ PAPER_TABLE4_GB = {"Shared-KD": 3.8, "SemCKD": 4.5}  # RetinaNet R101 -> R50, pe
 # (b): the tiny shapes configs (paths from the repository root).
 TRAIN_TEACHER = "configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.yaml"
 TRAIN_STUDENT = "configs/shapes/sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"
+# The LazyConfig twin: its .py teacher takes the yaml teacher's weights (the same detector).
+TRAIN_LAZY_STUDENT = "configs/shapes/sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.py"
 # (c): family -> (COCO config, tiny config for the CPU smoke run)
 BENCH_CONFIGS = {
     "retinanet": (
@@ -757,8 +761,24 @@ def part_train(check):
         budget - (time.monotonic() - t0),
     )
     result["student"] = _train_summary(student, student_dir)
+    lazy_dir = os.path.join(check.work, "lazy_student")
+    lazy_common = [f"train.device={check.device}", f"train.amp.enabled={cuda}"]
+    if cuda:
+        lazy_common += ["dataloader.train.num_workers=4"]
+    else:
+        lazy_common += ["dataloader.train.num_workers=0", "dataloader.train.total_batch_size=2"]
+    lazy = check.python(
+        "(b) train_net.py Shared-KD student, LazyConfig (.py teacher and student)",
+        ["train_net.py", "--config-file", TRAIN_LAZY_STUDENT, "--overwrite"]
+        + lazy_common
+        + [f"train.max_iter={iters}", f"train.output_dir={lazy_dir}"]
+        + [f"model.guides.0.weights={os.path.join(teacher_dir, 'model_final.pth')}"],
+        budget - (time.monotonic() - t0),
+    )
+    result["lazy_student"] = _train_summary(lazy, lazy_dir)
     result["ok"] = result["teacher"]["ok"] and result["student"]["ok"]
     result["ok"] = result["ok"] and result["student"]["ap"] is not None
+    result["ok"] = result["ok"] and result["lazy_student"]["ok"]
     return result
 
 
@@ -901,7 +921,7 @@ def _errors(parts):
             out.append((name, p["error"]))
         elif not p.get("ok") and p.get("tail"):
             out.append((name, p["tail"]))
-        for role in ("teacher", "student"):
+        for role in ("teacher", "student", "lazy_student"):
             if (p.get(role) or {}).get("tail"):
                 out.append((f"{name}: {role}", p[role]["tail"]))
         for r in p.get("runs", []):
@@ -923,11 +943,14 @@ def _summary(name, p):
         return ", ".join(f"{v} {k}" for k, v in c.items() if v) or "no tests ran"
     if name == "train":
         s = p.get("student") or {}
+        lazy = p.get("lazy_student") or {}
         ap = (s.get("ap") or {}).get("AP")
         return (
             f"student {s.get('iterations', 0)} it, {_fmt(s.get('iters_per_s'))} it/s, AP "
             f"{_fmt(ap)}, losses {'finite' if s.get('finite_losses') else 'NOT finite'}"
             + (" (AMP)" if p.get("amp") else "")
+            + f"; .py student {lazy.get('iterations', 0)} it, losses "
+            + ("finite" if lazy.get("finite_losses") else "NOT finite")
         )
     if name == "bench":
         runs = p.get("runs", [])
@@ -948,13 +971,14 @@ def _train_lines(p):
         "| run | iterations | it/s | median s/it | finite losses | last total loss | AP | AP50 |"
     ]
     lines += ["|---|---:|---:|---:|---|---:|---:|---:|"]
-    for role in ("teacher", "student"):
+    for role in ("teacher", "student", "lazy_student"):
         s = p.get(role)
         if not s:
             continue
         ap = s.get("ap") or {}
+        name = {"lazy_student": "student, .py configs"}.get(role, role)
         lines.append(
-            f"| {role} | {s['iterations']} | {_fmt(s.get('iters_per_s'))} | "
+            f"| {name} | {s['iterations']} | {_fmt(s.get('iters_per_s'))} | "
             f"{_fmt(s.get('median_iter_s'), '{:.4f}')} | {s['finite_losses']} | "
             f"{_fmt(s['last_losses'].get('total_loss'), '{:.3f}')} | {_fmt(ap.get('AP'))} | "
             f"{_fmt(ap.get('AP50'))} |"

@@ -10,6 +10,8 @@ import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
 
+from shared_kd.detector_config import load_detector_config
+
 from ..conftest import REPO_ROOT
 from .conftest import train_net
 
@@ -148,3 +150,33 @@ def test_bad_lazy_settings_stop_before_training(tmp_path, override, match):
     )
     assert res.returncode != 0 and match in res.stderr, res.stderr[-2000:]
     assert not os.path.exists(tmp_path / "model_final.pth")
+
+
+def test_the_demos_yaml_student_distils_from_a_model_zoo_lsj_teacher(tmp_path):
+    """detectron2's LSJ R50 Mask R-CNN (a LazyConfig of its model zoo) as the teacher of the
+    demo's tiny yaml student; random weights saved here (nothing is downloaded)."""
+    teacher = "model_zoo:new_baselines/mask_rcnn_R_50_FPN_100ep_LSJ.py"
+    torch.manual_seed(0)
+    weights = tmp_path / "lsj_r50.pth"
+    torch.save({"model": load_detector_config(teacher).build_model("cpu").state_dict()}, weights)
+    out = tmp_path / "run"
+    train_net(
+        "--config-file",
+        os.path.join(SHAPES, "sharedkd_faster_rcnn_R18FPN128_to_R18_FPN_tiny.yaml"),
+        "MODEL.DISTILL.TEACHER.CONFIG_FILE",
+        teacher,
+        "MODEL.DISTILL.TEACHER.WEIGHTS",
+        str(weights),
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "DATASETS.TEST",
+        "()",
+        "OUTPUT_DIR",
+        str(out),
+    )
+    train = [r for r in _rows(str(out)) if "total_loss" in r]
+    assert train[-1]["iteration"] == 1 and train[-1]["loss_sharedkd_ident"] > 0

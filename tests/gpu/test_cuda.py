@@ -5,21 +5,28 @@ precision and the export, on CUDA (see ``common.py``: skipped without CUDA).
 
 import copy
 import dataclasses
+import os
 
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
+from detectron2.config import get_cfg, instantiate
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from shared_kd.benchmark import build_distiller
 from shared_kd.export import export_student
+from shared_kd.lazy import load_lazy_config
 from shared_kd.losses import DISTILL_LOSS_REGISTRY
 from shared_kd.modeling import DistillationDetector
 from shared_kd.utils.testing import random_batch
 
+from ..conftest import REPO_ROOT
 from .common import DEVICE, pytestmark, tiny_distill_cfg  # noqa: F401  (pytestmark: gpu, skip)
+
+LAZY_DISTILL = os.path.join(
+    REPO_ROOT, "configs", "shapes", "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.py"
+)
 
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Relative tolerances against the fp32 CPU value: TF32 convolutions on CUDA, then half precision.
@@ -205,3 +212,22 @@ def test_export_and_reload_on_the_device(tmp_path):
         # the same weights and kernels; cuDNN may still pick other algorithms per instance
         torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
         torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_a_lazy_distiller_moves_to_the_device_with_bf16_guides(tmp_path):
+    """As train_net.py builds a .py config: instantiate on the CPU, then .to(train.device)."""
+    cfg = load_lazy_config(LAZY_DISTILL)
+    cfg.model.guides[0].weights = None  # random weights: only devices and dtypes are checked
+    model = instantiate(cfg.model)
+    assert model.teacher.device.type == "cpu" and model.guide_dtype is None
+    model.to(DEVICE)
+    assert model.student.device.type == DEVICE.type
+    assert all(p.device.type == DEVICE.type for p in model.teacher.parameters())
+    if DEVICE.type == "cuda":  # "auto": bf16 guides, channels-last backbones
+        assert model.guide_dtype in (torch.bfloat16, torch.float16)
+        conv = model.teacher.backbone.bottom_up.stem.conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    model.train()
+    scaler = torch.amp.GradScaler(DEVICE.type) if DEVICE.type == "cuda" else None
+    _step(model, random_batch(2, size=128, seed=0), optimizer, scaler)

@@ -149,3 +149,11 @@ def test_bare_guides_and_devices():
     model = _fitnets(_detector(32, 0), [_detector(64, 1).requires_grad_(False).eval()])
     moved = model.to("cpu")  # .to() moves the hidden guides with the student
     assert moved is model and model.teacher.device == model.student.device
+
+
+def test_an_image_larger_than_a_guides_square_is_an_error():
+    teacher = _detector(64, 1).requires_grad_(False).eval()
+    teacher.backbone.padding_constraints = {"square_size": 32}  # as ViTDet's 1024 on main
+    model = _fitnets(_detector(32, 0), [teacher])
+    with EventStorage(), pytest.raises(ValueError, match="pads every image to a 32 x 32 square"):
+        model(random_batch(2, size=64))

@@ -16,7 +16,14 @@ from ..export import student_config
 from ..losses import build_distill_losses, build_distill_losses_from_options
 from ..names import DISTILL_META_ARCH, STUDENT_PREFIX
 from .alignment import crop_to_extent
-from .guide import Guide, as_guide, build_guide, check_input_formats, in_input_format
+from .guide import (
+    Guide,
+    as_guide,
+    build_guide,
+    check_fits_square,
+    check_input_formats,
+    in_input_format,
+)
 from .levels import resolve_in_features
 from .logits import build_logit_tap
 from .outputs import DetectorOutputs
@@ -418,6 +425,7 @@ class DistillationDetector(nn.Module):
         """
         index = guide if isinstance(guide, int) else self._guides.index(guide)
         guide = self._guides[index] if model is None else model
+        check_fits_square(guide, batched_inputs, _guide_name(index))
         inputs = in_input_format(batched_inputs, self._flip[index])
         if self.guide_dtype is None:
             x = guide.preprocess_image(inputs).tensor

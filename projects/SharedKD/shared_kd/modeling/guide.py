@@ -8,7 +8,7 @@ In a LazyConfig distillation config a guide is ``L(build_guide)(config_file=...,
 """
 
 import logging
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
@@ -22,6 +22,7 @@ __all__ = [
     "build_guide",
     "check_input_formats",
     "in_input_format",
+    "padding_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,29 @@ def in_input_format(batched_inputs, flip: bool):
     if not flip:
         return batched_inputs
     return [{**x, "image": x["image"].flip(0)} for x in batched_inputs]
+
+
+def padding_of(model: nn.Module) -> Tuple[int, Dict[str, Any]]:
+    """
+    How a detector pads its input: its backbone's size divisibility and padding constraints
+    (detectron2 main: e.g. ViTDet's ``{"square_size": 1024}``; none on v0.6).
+    """
+    backbone = model.backbone
+    return backbone.size_divisibility, dict(getattr(backbone, "padding_constraints", None) or {})
+
+
+def check_fits_square(model: nn.Module, batched_inputs, name: str) -> None:
+    """Raise ValueError when an image is larger than the square a guide pads every batch to."""
+    square = padding_of(model)[1].get("square_size", 0)
+    if not square:
+        return
+    largest = max(max(x["image"].shape[-2:]) for x in batched_inputs)
+    if largest > square:
+        raise ValueError(
+            f"The {name} pads every image to a {square} x {square} square, but the student's "
+            f"batch has an image of {largest} pixels: resize the student's input to at most "
+            f"{square} (INPUT.MAX_SIZE_TRAIN / MAX_SIZE_TEST, or its resize augmentations)."
+        )
 
 
 def build_frozen_detector(

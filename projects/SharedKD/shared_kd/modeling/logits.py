@@ -18,6 +18,8 @@ import torch.nn as nn
 from detectron2.modeling import GeneralizedRCNN, StandardROIHeads
 from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_to_N_HWA_K
 
+from .guide import padding_of
+
 __all__ = ["DenseLogitTap", "RCNNLogitTap", "build_logit_tap"]
 
 
@@ -108,7 +110,7 @@ class DenseLogitTap(_LogitTap):
         self.num_classes = student.num_classes
         self.in_features = list(student.head_in_features)
         self.cell_anchors = [a.cpu() for a in student.anchor_generator.cell_anchors]
-        self.padding = _padding(student)
+        self.padding = padding_of(student)
         self._logits = None
         student.head.register_forward_hook(self._record_logits)
 
@@ -135,10 +137,10 @@ class DenseLogitTap(_LogitTap):
                 f"Dense logit distillation pairs locations level by level: the student's head "
                 f"reads {self.in_features}, the {name}'s {list(guide.head_in_features)}."
             )
-        if _padding(guide) != self.padding:
+        if padding_of(guide) != self.padding:
             raise ValueError(
                 f"Dense logit distillation pairs locations one to one, but the {name} pads its "
-                f"input to {_padding(guide)} (size divisibility, padding constraints) and the "
+                f"input to {padding_of(guide)} (size divisibility, padding constraints) and the "
                 f"student to {self.padding}: use feature losses only with this {name}."
             )
         anchors = [a.cpu() for a in guide.anchor_generator.cell_anchors]
@@ -158,13 +160,6 @@ class DenseLogitTap(_LogitTap):
     def guide_logits(self, guide, features) -> torch.Tensor:
         per_level = guide.head([features[f] for f in guide.head_in_features])[0]
         return self._flatten(per_level)
-
-
-def _padding(model) -> Tuple[int, Dict[str, Any]]:
-    """How a detector pads its input: its backbone's size divisibility and padding constraints
-    (detectron2 main; e.g. ViTDet's square pad)."""
-    backbone = model.backbone
-    return backbone.size_divisibility, dict(getattr(backbone, "padding_constraints", None) or {})
 
 
 def build_logit_tap(student):
