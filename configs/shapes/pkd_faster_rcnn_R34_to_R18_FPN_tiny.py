@@ -1,28 +1,17 @@
 # PKD (the peer baseline) with LazyConfig teacher and student, the twin of
-# pkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml: the tiny R18 Faster R-CNN distilled from the tiny
-# R34 teacher. Train the teacher first; paths are relative to the repository root:
+# pkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml: sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.py with
+# PKDLoss in place of SharedKDLoss. Train the teacher first; paths are relative to the
+# repository root:
 #   python train_net.py --config-file configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.py
 #   python train_net.py --config-file configs/shapes/pkd_faster_rcnn_R34_to_R18_FPN_tiny.py
-# Loss options are the lower-case keys of MODEL.DISTILL.<NODE> (docs/CONFIG.md), e.g.
-# model.losses.PKDLoss.weight=3 on the command line.
-from detectron2.config import LazyCall as L
-
-from shared_kd.modeling import DistillationDetector, build_guide
-
-from .faster_rcnn_R18_FPN_tiny import dataloader, lr_multiplier, optimizer, train
-from .faster_rcnn_R18_FPN_tiny import model as student
-
-model = L(DistillationDetector)(
-    student=student,
-    guides=[
-        L(build_guide)(
-            config_file="configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.py",
-            weights="./output/shapes/lazy/faster_rcnn_R34_FPN_tiny_teacher/model_final.pth",
-        )
-    ],
-    losses={"PKDLoss": {}},  # its defaults, as MODEL.DISTILL.PKD's
-    in_features=["p2", "p3", "p4", "p5", "p6"],
-    input_format="${.student.input_format}",
-    max_iter="${train.max_iter}",
+# Options as model.losses.PKDLoss.weight=3 on the command line (MODEL.DISTILL.PKD's keys).
+from .sharedkd_faster_rcnn_R34_to_R18_FPN_tiny import (
+    dataloader,
+    lr_multiplier,
+    model,
+    optimizer,
+    train,
 )
+
+model.losses = {"PKDLoss": {}}  # its defaults, as MODEL.DISTILL.PKD's
 train.output_dir = "./output/shapes/lazy/pkd_faster_rcnn_R34_to_R18_FPN_tiny"

@@ -67,6 +67,25 @@ def test_default_levels_common_and_fine_to_coarse():
         default_levels({"p2": rcnn["p2"]}, {"p7": dense["p7"]})
 
 
+def test_a_lazy_teacher_against_a_yaml_student(tiny_models, tmp_path):
+    """A LazyConfig (.py) detector and a yaml one: each read with its own config system."""
+    config = os.path.join(REPO_ROOT, "configs", "shapes", "faster_rcnn_R34_FPN_tiny_teacher.py")
+    torch.manual_seed(0)
+    weights = tmp_path / "lazy_teacher.pth"
+    model, _ = load_detector(config, None, weights_flag="none")  # random weights
+    torch.save({"model": model.state_dict()}, weights)
+    gaps = feature_gaps_from_files(
+        config, str(weights), tiny_models["student"], tiny_models["student_weights"], num_images=1
+    )
+    assert gaps.num_images == 1 and gaps.teacher_student.shape == (5, 5)
+    assert np.all(np.isfinite(gaps.teacher_student))
+    # and the other way round: the .py config's own test mapper and dataset
+    gaps = feature_gaps_from_files(
+        tiny_models["teacher"], tiny_models["teacher_weights"], config, str(weights), num_images=1
+    )
+    assert gaps.info["dataset"] == "shapes_val"
+
+
 def test_teacher_vs_student(tiny_models):
     m = tiny_models
     gaps = feature_gaps_from_files(

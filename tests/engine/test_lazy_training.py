@@ -14,6 +14,7 @@ from shared_kd.detector_config import load_detector_config
 
 from ..conftest import REPO_ROOT
 from .conftest import train_net
+from .test_train_net import metrics
 
 SHAPES = os.path.join(REPO_ROOT, "configs", "shapes")
 TEACHER = os.path.join(SHAPES, "faster_rcnn_R34_FPN_tiny_teacher.py")
@@ -27,11 +28,6 @@ FAST = [
     "dataloader.test.mapper.augmentations.0.max_size=64",
     "train.log_period=1",
 ]
-
-
-def _rows(out):
-    with open(os.path.join(out, "metrics.json")) as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +53,7 @@ def lazy_distilled(tmp_path_factory, lazy_teacher):
 
 
 def test_the_lazy_teacher_trains_and_evaluates(lazy_teacher):
-    rows = _rows(lazy_teacher)
+    rows = metrics(lazy_teacher)
     assert [r["iteration"] for r in rows if "total_loss" in r] == [0, 1]
     assert "bbox/AP" in rows[-1]
     assert os.path.isfile(os.path.join(lazy_teacher, "model_final.pth"))
@@ -66,10 +62,10 @@ def test_the_lazy_teacher_trains_and_evaluates(lazy_teacher):
 
 def test_a_lazy_student_distils_from_a_lazy_teacher(lazy_distilled):
     out, log = lazy_distilled
-    train = [r for r in _rows(out) if "total_loss" in r]
+    train = [r for r in metrics(out) if "total_loss" in r]
     assert [r["iteration"] for r in train] == [0, 1, 2]
     assert {"loss_sharedkd_ident", "loss_sharedkd_cross", "loss_cls"} <= set(train[-1])
-    assert "bbox/AP" in _rows(out)[-1]
+    assert "bbox/AP" in metrics(out)[-1]
     # only the student's and the losses' weights are saved (the teacher is a guest)
     state = torch.load(os.path.join(out, "model_final.pth"), weights_only=True)["model"]
     assert state and all(k.startswith(("student.", "losses.")) for k in state)
@@ -129,7 +125,7 @@ def test_eval_only_and_resume(lazy_teacher, tmp_path):
     train_net(
         "--config-file", TEACHER, "--resume", "train.max_iter=3", f"train.output_dir={out}", *FAST
     )
-    iterations = [r["iteration"] for r in _rows(out) if "total_loss" in r]
+    iterations = [r["iteration"] for r in metrics(out) if "total_loss" in r]
     assert iterations == [0, 1, 2]  # the resumed run did only the third iteration
 
 
@@ -178,5 +174,5 @@ def test_the_demos_yaml_student_distils_from_a_model_zoo_lsj_teacher(tmp_path):
         "OUTPUT_DIR",
         str(out),
     )
-    train = [r for r in _rows(str(out)) if "total_loss" in r]
+    train = [r for r in metrics(str(out)) if "total_loss" in r]
     assert train[-1]["iteration"] == 1 and train[-1]["loss_sharedkd_ident"] > 0

@@ -142,6 +142,15 @@ def _step(model, batch, optimizer, scaler=None):
     return losses
 
 
+def _check_guides_on_the_device(model):
+    assert all(p.device.type == DEVICE.type for p in model.teacher.parameters())
+    assert all(b.device.type == DEVICE.type for b in model.teacher.buffers())
+    if DEVICE.type == "cuda":  # "auto": bf16 guides, channels-last backbones
+        assert model.guide_dtype in (torch.bfloat16, torch.float16)
+        conv = model.teacher.backbone.bottom_up.stem.conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("family", ["faster_rcnn", "retinanet"])
 def test_distiller_step_teacher_and_tsm_on_the_device(tmp_path, family):
     cfg = tiny_distill_cfg(tmp_path, family)
@@ -149,14 +158,9 @@ def test_distiller_step_teacher_and_tsm_on_the_device(tmp_path, family):
     model = build_model(cfg)
     assert isinstance(model, DistillationDetector)
     assert model.device.type == DEVICE.type
-    assert all(p.device.type == DEVICE.type for p in model.teacher.parameters())
-    assert all(b.device.type == DEVICE.type for b in model.teacher.buffers())
+    _check_guides_on_the_device(model)
     tsm = model.losses["SharedKDLoss"][0].tsm
     assert all(p.device.type == DEVICE.type for p in tsm.parameters())
-    if DEVICE.type == "cuda":  # "auto": bf16 guides, channels-last backbones
-        assert model.guide_dtype in (torch.bfloat16, torch.float16)
-        conv = model.teacher.backbone.bottom_up.stem.conv1.weight
-        assert conv.is_contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
     model.train()
     _step(model, random_batch(2, seed=0), optimizer)
@@ -222,11 +226,7 @@ def test_a_lazy_distiller_moves_to_the_device_with_bf16_guides(tmp_path):
     assert model.teacher.device.type == "cpu" and model.guide_dtype is None
     model.to(DEVICE)
     assert model.student.device.type == DEVICE.type
-    assert all(p.device.type == DEVICE.type for p in model.teacher.parameters())
-    if DEVICE.type == "cuda":  # "auto": bf16 guides, channels-last backbones
-        assert model.guide_dtype in (torch.bfloat16, torch.float16)
-        conv = model.teacher.backbone.bottom_up.stem.conv1.weight
-        assert conv.is_contiguous(memory_format=torch.channels_last)
+    _check_guides_on_the_device(model)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
     model.train()
     scaler = torch.amp.GradScaler(DEVICE.type) if DEVICE.type == "cuda" else None
