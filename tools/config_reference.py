@@ -58,6 +58,10 @@ python train_net.py --config-file <config> MODEL.DISTILL.SHARED_KD.ALPHA 5.0 \\
     MODEL.DISTILL.LOSSES "['SharedKDLoss', 'SoftTargetKDLoss']"
 ```
 
+In a LazyConfig (`.py`) distillation config, a loss's keys are its options, in lower case, with
+the same defaults: `losses={{"SharedKDLoss": {{"alpha": 5.0}}}}`, or
+`model.losses.SharedKDLoss.alpha=5.0` on the command line (docs/TRAINING.md).
+
 A config whose `MODEL.META_ARCHITECTURE` is not `"DistillationDetector"` (a teacher, a baseline
 student) ignores `MODEL.DISTILL` and trains as a plain detectron2 model. The rest of detectron2's
 keys keep their meaning; see detectron2's

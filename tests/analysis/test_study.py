@@ -202,6 +202,17 @@ def test_read_curve_counts_the_final_evaluation_as_max_iter(tmp_path):
     assert read_curve(str(tmp_path))["iterations"] == [2, 4]
 
 
+def test_read_curve_reads_the_length_of_a_lazyconfig_run(tmp_path):
+    # a .py run's config.yaml is a LazyConfig (with Python tags, e.g. a ShapeSpec)
+    (tmp_path / "config.yaml").write_text(
+        "model:\n  _target_: detectron2.modeling.GeneralizedRCNN\n"
+        "  shape: !!python/object/new:detectron2.layers.shape_spec.ShapeSpec [64, 7, 7, null]\n"
+        "train:\n  max_iter: 4\n"
+    )
+    _write_metrics(str(tmp_path), [_eval_row(1, 3.0), _train_row(3), _eval_row(4, 5.0)])
+    assert read_curve(str(tmp_path))["iterations"] == [2, 4]
+
+
 def test_read_curve_of_a_missing_run(tmp_path):
     assert read_curve(str(tmp_path / "nope")) == {"iterations": [], "health": {}}
 

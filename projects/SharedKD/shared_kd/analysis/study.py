@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import yaml
+from detectron2.config import LazyConfig
 
+from ..lazy import is_lazy_config
 from ..pipeline import TIME_FILE, Stage, seed_override
 
 __all__ = [
@@ -164,10 +166,13 @@ def load_study_spec(path: str) -> StudySpec:
 
 
 def _max_iter(output_dir: str) -> Optional[int]:
-    """SOLVER.MAX_ITER of the run, from the config.yaml train_net.py saved beside it."""
+    """The run's length (SOLVER.MAX_ITER, or train.max_iter of a LazyConfig run), from the
+    config.yaml train_net.py saved beside it."""
     path = os.path.join(output_dir, "config.yaml")
     if not os.path.isfile(path):
         return None
+    if is_lazy_config(path):
+        return LazyConfig.load(path).train.get("max_iter")
     with open(path) as f:
         return (yaml.safe_load(f) or {}).get("SOLVER", {}).get("MAX_ITER")
 
