@@ -64,3 +64,10 @@ def test_a_file_that_does_not_load_is_named(tmp_path):
     cfg = load_lazy_config(STUDENT)
     with pytest.raises(LazyConfigError, match="did you mean"):
         check_lazy_overrides(cfg, ["dataloader.train.num_worker=0"], "x.py")
+
+
+def test_a_key_can_be_deleted():
+    cfg = load_lazy_config(STUDENT, ["~dataloader.evaluator"])  # train without evaluating
+    assert "evaluator" not in cfg.dataloader and "test" in cfg.dataloader
+    with pytest.raises(LazyConfigError, match="nothing to delete"):
+        load_lazy_config(STUDENT, ["~dataloader.evaluatr"])

@@ -97,7 +97,8 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
     ``cfg``: one that exists, or a parameter of the ``LazyCall`` whose node it would be added
     to (e.g. ``model.backbone.bottom_up.freeze_at=2`` where the config leaves it at its default),
     or a new key of an empty mapping (e.g. ``model.losses.SharedKDLoss.alpha=10`` where the
-    config gives that loss ``{}``: the distiller checks a loss's options).
+    config gives that loss ``{}``: the distiller checks a loss's options). ``~key`` deletes an
+    existing key (e.g. ``~dataloader.evaluator``: train without evaluating).
 
     Args:
         cfg: the loaded config.
@@ -106,7 +107,10 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
     """
     for override in overrides:
         key, sep, _ = str(override).partition("=")
+        deletion = key.startswith("~")
         key = key.strip().lstrip("+~")
+        if deletion:
+            sep = sep or "="  # "~key" deletes: it takes no value
         if not sep or not key or " " in key:
             raise LazyConfigError(
                 f"Override {override!r} of the LazyConfig {source!r} is not key=value: a .py "
@@ -119,6 +123,11 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
             if child is not None or (isinstance(node, DictConfig) and part in node):
                 node = child
                 continue
+            if deletion:
+                raise LazyConfigError(
+                    f"Override {override!r}: {'.'.join(parts[: i + 1])} is not in {source!r}: "
+                    "there is nothing to delete."
+                )
             where = ".".join(parts[:i]) or "the config"
             if i == len(parts) - 1 and isinstance(node, DictConfig):
                 target = target_of(node)
@@ -152,6 +161,15 @@ def load_lazy_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
         ) from e
     overrides = list(overrides)
     check_lazy_overrides(cfg, overrides, path)
+    # "~key" deletes a key (e.g. ~dataloader.evaluator: no evaluation), which detectron2's
+    # apply_overrides does not implement
+    for override in [o for o in overrides if str(o).startswith("~")]:
+        *parents, last = str(override)[1:].partition("=")[0].split(".")
+        node = cfg
+        for part in parents:
+            node = _child(node, part)
+        del node[last]
+    overrides = [o for o in overrides if not str(o).startswith("~")]
     try:
         return LazyConfig.apply_overrides(cfg, overrides)
     except Exception as e:  # hydra's parser: a value it cannot read
