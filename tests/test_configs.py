@@ -49,6 +49,11 @@ def test_lazy_config_loads_with_what_training_reads(path):
     if target_name(cfg.model) == "DistillationDetector":
         assert cfg.model.losses and cfg.model.guides
         assert load_detector_config(path).input_format == "BGR"  # read as its student
+        for guide in cfg.model.guides:  # every guide's config can be read
+            config_file = guide.config_file
+            if not config_file.startswith("model_zoo:"):
+                config_file = os.path.join(REPO_ROOT, config_file)
+            assert load_detector_config(config_file).build_model  # found and parsed
 
 
 def test_lazy_configs_exist():

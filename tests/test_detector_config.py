@@ -4,9 +4,13 @@ import os
 
 import pytest
 import torch
+from detectron2.config import get_cfg, instantiate
+from detectron2.utils.events import EventStorage
 
 from shared_kd.detector_config import load_detector_config
-from shared_kd.lazy import LazyConfigError
+from shared_kd.export import export_student
+from shared_kd.lazy import LazyConfigError, load_lazy_config
+from shared_kd.utils.testing import random_batch
 
 from .conftest import REPO_ROOT
 
@@ -75,3 +79,34 @@ def test_bad_configs_are_named(tmp_path):
         load_detector_config(str(tmp_path / "teacher.py"), role="teacher")
     with pytest.raises(ValueError, match="is empty"):
         load_detector_config("", role="teacher", key="MODEL.DISTILL.TEACHER.CONFIG_FILE")
+
+
+def test_a_lazy_distillation_config_with_a_yaml_student(tmp_path):
+    """student=L(yaml_model)(...): built by build_model, read and exported as a yaml config."""
+    yaml_student = os.path.join(SHAPES, "faster_rcnn_R18_FPN_tiny.yaml")
+    pkd = os.path.join(SHAPES, "pkd_faster_rcnn_R34_to_R18_FPN_tiny.py")
+    config = tmp_path / "mixed.py"
+    config.write_text(
+        "from detectron2.config import LazyCall as L\n"
+        "from detectron2.config import LazyConfig\n"
+        "from shared_kd.detector_config import yaml_model\n"
+        f"base = LazyConfig.load({pkd!r})\n"
+        "dataloader, optimizer, lr_multiplier, train = (\n"
+        "    base.dataloader, base.optimizer, base.lr_multiplier, base.train)\n"
+        "model = base.model\n"
+        f"model.student = L(yaml_model)(config_file={yaml_student!r})\n"
+        "model.guides[0].weights = None\n"
+    )
+    read = load_detector_config(str(config))
+    assert not read.is_lazy and read.cfg.MODEL.FPN.OUT_CHANNELS == 64  # the yaml's
+    cfg = load_lazy_config(str(config))
+    model = instantiate(cfg.model)
+    assert model.student.device.type == "cpu" and model.input_format == "BGR"
+    with EventStorage():
+        losses = model(random_batch(2))
+    assert "loss_pkd" in losses
+    export_student(cfg, model.state_dict(), str(tmp_path / "student"))
+    exported = get_cfg()  # vanilla detectron2: a yacs config
+    exported.merge_from_file(str(tmp_path / "student" / "config.yaml"))
+    assert exported.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+    assert exported.MODEL.WEIGHTS == str(tmp_path / "student" / "model_final.pth")

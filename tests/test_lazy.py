@@ -12,6 +12,7 @@ from shared_kd.lazy import (
     load_lazy_config,
     target_name,
 )
+from shared_kd.pipeline import seed_override
 
 from .conftest import REPO_ROOT
 
@@ -71,3 +72,30 @@ def test_a_key_can_be_deleted():
     assert "evaluator" not in cfg.dataloader and "test" in cfg.dataloader
     with pytest.raises(LazyConfigError, match="nothing to delete"):
         load_lazy_config(STUDENT, ["~dataloader.evaluatr"])
+
+
+def test_overrides_apply_in_order_and_may_add_keys():
+    cfg = load_lazy_config(
+        DISTILL,
+        [
+            "model.losses.SharedKDLoss.alpha=3.0",
+            "model.losses.SharedKDLoss.cross=True",  # a second option: the distiller checks it
+            "+train.note=x",  # + adds a key on purpose
+            "~model.in_features.4",  # a list item
+        ],
+    )
+    assert dict(cfg.model.losses.SharedKDLoss) == {"alpha": 3.0, "cross": True}
+    assert cfg.train.note == "x" and list(cfg.model.in_features) == ["p2", "p3", "p4", "p5"]
+    # checked against the config as the earlier overrides left it
+    with pytest.raises(LazyConfigError, match="nothing to delete"):
+        load_lazy_config(STUDENT, ["~dataloader.evaluator", "~dataloader.evaluator"])
+    with pytest.raises(LazyConfigError, match="train of .* has no key 'note'"):
+        load_lazy_config(STUDENT, ["train.note=x"])  # without +: a typo until proven otherwise
+
+
+def test_a_study_seeds_a_config_without_train_seed():
+    coco = os.path.join(REPO_ROOT, "configs", "COCO", "mask_rcnn_regnetx_400mf_FPN_2x.py")
+    assert seed_override(STUDENT, 3) == ["train.seed=3"]
+    assert seed_override(coco, 3) == ["+train.seed=3"]  # detectron2's common/train.py has none
+    assert load_lazy_config(coco, seed_override(coco, 3)).train.seed == 3
+    assert seed_override(os.path.join(SHAPES, "faster_rcnn_R18_FPN_tiny.yaml"), 3) == ["SEED", "3"]

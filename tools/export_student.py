@@ -7,17 +7,19 @@ Export the student of any SharedKD distillation checkpoint as a plain detectron2
 
 Writes ``model_final.pth`` (the student's weights alone) and ``config.yaml`` (the student's
 plain detectron2 config), which ``DefaultPredictor`` and detectron2's ``tools/train_net.py
---eval-only`` load without ``shared_kd``. Training runs do this by themselves at the end, into
-``OUTPUT_DIR/student``.
+--eval-only`` load without ``shared_kd``; for a LazyConfig (``.py``) run, a LazyConfig
+``config.yaml`` of the student, with ``key=value`` overrides. Training runs do this by
+themselves at the end, into ``OUTPUT_DIR/student``.
 """
 
 import argparse
 import os
 
 from shared_kd.checkpoint import load_checkpoint_file
-from shared_kd.config import load_config
+from shared_kd.config import load_config, resolve_config_file
 from shared_kd.data.register import absolute_dataset_paths
 from shared_kd.export import export_student
+from shared_kd.lazy import is_lazy_config, load_lazy_config
 
 
 def main():
@@ -25,11 +27,16 @@ def main():
     parser.add_argument("--config-file", required=True, help="the distillation config")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint of that run")
     parser.add_argument("--output-dir", required=True, help="where to write the export")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="KEY VALUE (yaml) or key=value (.py) overrides"
+    )
     args = parser.parse_args()
 
-    cfg = load_config(args.config_file, args.opts)
-    absolute_dataset_paths(cfg)  # the export's config.sharedkd.yaml works from any folder
+    if is_lazy_config(resolve_config_file(args.config_file)):
+        cfg = load_lazy_config(resolve_config_file(args.config_file), args.opts)
+    else:
+        cfg = load_config(args.config_file, args.opts)
+        absolute_dataset_paths(cfg)  # the export's config.sharedkd.yaml works from any folder
     if not os.path.isfile(args.checkpoint):
         raise SystemExit(f"Checkpoint {args.checkpoint!r} not found")
     checkpoint = load_checkpoint_file(args.checkpoint)  # weights_only=True

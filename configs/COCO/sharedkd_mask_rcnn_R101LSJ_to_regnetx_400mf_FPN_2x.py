@@ -23,7 +23,6 @@ model = L(DistillationDetector)(
     ],
     losses={"SharedKDLoss": {}},
     in_features=["p2", "p3", "p4", "p5", "p6"],
-    input_format="${.student.input_format}",
     max_iter="${train.max_iter}",
 )
 train.output_dir = "./output/COCO/sharedkd_mask_rcnn_R101LSJ_to_regnetx_400mf_FPN_2x"

@@ -24,7 +24,6 @@ model = L(DistillationDetector)(
     ],
     losses={"SharedKDLoss": {}},  # its defaults, as MODEL.DISTILL.SHARED_KD's
     in_features=["p2", "p3", "p4", "p5", "p6"],
-    input_format="${.student.input_format}",
     max_iter="${train.max_iter}",
 )
 train.output_dir = "./output/shapes/lazy/sharedkd_faster_rcnn_R34_to_R18_FPN_tiny"

@@ -16,7 +16,7 @@ from shared_kd.engine import setup_lazy
 from shared_kd.lazy import LazyConfigError
 from train_net import argument_parser
 
-from ..conftest import REPO_ROOT
+from ..conftest import REPO_ROOT, run_script
 from .conftest import train_net
 from .test_train_net import metrics
 
@@ -182,3 +182,21 @@ def test_the_demos_yaml_student_distils_from_a_model_zoo_lsj_teacher(tmp_path):
     )
     train = [r for r in metrics(str(out)) if "total_loss" in r]
     assert train[-1]["iteration"] == 1 and train[-1]["loss_sharedkd_ident"] > 0
+
+
+def test_the_export_tool_exports_a_lazy_checkpoint(lazy_distilled, tmp_path):
+    out, _ = lazy_distilled
+    run_script(
+        "tools/export_student.py",
+        "--config-file",
+        SHAREDKD,
+        "--checkpoint",
+        os.path.join(out, "model_final.pth"),
+        "--output-dir",
+        str(tmp_path / "export"),
+        f"model.guides.0.weights={out}/model_final.pth",  # not read: the export builds nothing
+    )
+    config = LazyConfig.load(str(tmp_path / "export" / "config.yaml"))
+    assert config.model._target_ == "detectron2.modeling.GeneralizedRCNN"
+    state = torch.load(tmp_path / "export" / "model_final.pth", weights_only=True)["model"]
+    assert "roi_heads.box_predictor.cls_score.weight" in state

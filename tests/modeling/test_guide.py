@@ -147,8 +147,26 @@ def test_bare_guides_and_devices():
     with pytest.raises(TypeError, match="must be a Guide or a detector"):
         as_guide("teacher.pth", "BGR")
     model = _fitnets(_detector(32, 0), [_detector(64, 1).requires_grad_(False).eval()])
-    moved = model.to("cpu")  # .to() moves the hidden guides with the student
-    assert moved is model and model.teacher.device == model.student.device
+    moved = model.to("meta")  # .to() moves the hidden guides with the student (meta: no copy)
+    assert moved is model and model.student.device.type == "meta"
+    assert all(p.device.type == "meta" for p in model.teacher.parameters())
+
+
+def test_the_cross_layer_term_reads_the_whole_student_maps():
+    """With a teacher that pads more, only the teacher's maps are cut: the student-only term
+    is the one of its whole maps."""
+    student, teacher = _detector(32, 0), _detector(64, 1).requires_grad_(False).eval()
+    teacher.backbone._size_divisibility = 128
+    model = DistillationDetector(
+        student=student, guides=[teacher], losses={"SharedKDLoss": {"cross": True}}
+    )
+    batch = random_batch(2)
+    with EventStorage():
+        losses = model(batch)
+        s = model.student.backbone(model.student.preprocess_image(batch).tensor)
+    loss = model.losses["SharedKDLoss"][0]
+    whole = loss.alpha * loss.cross_loss([s[f] for f in model.in_features])
+    torch.testing.assert_close(losses["loss_sharedkd_cross"], whole, rtol=1e-5, atol=1e-6)
 
 
 def test_an_image_larger_than_a_guides_square_is_an_error():

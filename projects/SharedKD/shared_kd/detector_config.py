@@ -10,9 +10,11 @@ auto-encoder stage, the analysis tools and the benchmark read detectors through 
 A SharedKD distillation config (yaml or ``.py``) is read as its student, the model it trains.
 """
 
+import logging
 import os
 from typing import Any, List, Optional, Sequence
 
+import detectron2
 import torch.nn as nn
 import yaml
 from detectron2.config import instantiate
@@ -32,17 +34,28 @@ __all__ = [
     "yaml_model",
 ]
 
+logger = logging.getLogger(__name__)
+
 # The channel orders a guide and a student can be reconciled across (by flipping channels).
 INPUT_FORMATS = ("BGR", "RGB")
 
 
 def yaml_model(config_file: str, opts: Sequence[str] = ()) -> nn.Module:
     """
-    A detector built with ``build_model`` from a yacs yaml config (random weights): how a
-    LazyConfig names a yaml student, e.g. ``student=L(yaml_model)(config_file="...yaml")``.
-    A distillation config gives its student.
+    A detector built with ``build_model`` from a yacs yaml config, on the CPU (the LazyConfig
+    training moves it to ``train.device``): how a LazyConfig names a yaml student, e.g.
+    ``student=L(yaml_model)(config_file="...yaml")``. A distillation config gives its student.
+    Its ``MODEL.WEIGHTS`` are not loaded: a LazyConfig run initialises from
+    ``train.init_checkpoint``.
     """
-    return build_model(student_config(load_config(resolve_config_file(config_file), opts)))
+    cfg = student_config(load_config(resolve_config_file(config_file), opts))
+    if cfg.MODEL.WEIGHTS:
+        logger.warning(
+            f"{config_file}: MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r} is not loaded by yaml_model; set "
+            "train.init_checkpoint to it to initialise the student from it."
+        )
+    cfg.MODEL.DEVICE = "cpu"
+    return build_model(cfg)
 
 
 class DetectorConfig:
@@ -183,9 +196,13 @@ def load_detector_config(
     try:
         path = resolve_config_file(config_file)
     except RuntimeError as e:  # model_zoo: "... not available in Model Zoo!"
+        hint = (
+            " (ViTDet and MViTv2 are in upstream detectron2 main, not in v0.6)"
+            if detectron2.__version__.startswith("0.6")
+            else ""
+        )
         raise FileNotFoundError(
-            f"{key}: {e} This detectron2 has no such model-zoo config (ViTDet and MViTv2 are "
-            "in upstream detectron2 main, not in v0.6)."
+            f"{key}: {e} This detectron2 has no such model-zoo config{hint}."
         ) from e
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -202,9 +219,9 @@ def load_detector_config(
         cfg = load_config(path, opts)
     except (OSError, yaml.YAMLError, KeyError, ValueError, TypeError, AssertionError) as e:
         raise ValueError(
-            f"The {role}'s config {path!r} ({key}) cannot be read: {type(e).__name__}: {e}. It "
-            f"must be the detectron2 config the {role} was trained with (its _BASE_ files "
-            "beside it)."
+            f"{role.capitalize()} config {path!r} ({key}) cannot be read: "
+            f"{type(e).__name__}: {e}. It must be the detectron2 config the {role} was trained "
+            "with (its _BASE_ files beside it)."
         ) from e
     datasets = cfg.DATASETS.get("COCO_INSTANCES", [])
     cfg = student_config(cfg)

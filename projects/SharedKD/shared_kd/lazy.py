@@ -95,10 +95,11 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
     """
     Raise :class:`LazyConfigError` unless every override is ``key=value`` and names a key of
     ``cfg``: one that exists, or a parameter of the ``LazyCall`` whose node it would be added
-    to (e.g. ``model.backbone.bottom_up.freeze_at=2`` where the config leaves it at its default),
-    or a new key of an empty mapping (e.g. ``model.losses.SharedKDLoss.alpha=10`` where the
-    config gives that loss ``{}``: the distiller checks a loss's options). ``~key`` deletes an
-    existing key (e.g. ``~dataloader.evaluator``: train without evaluating).
+    to (e.g. ``model.backbone.bottom_up.freeze_at=2`` where the config leaves it at its
+    default), or a key of a plain mapping inside a ``LazyCall`` (e.g.
+    ``model.losses.SharedKDLoss.alpha=10``: the distiller checks a loss's options). ``+key=value``
+    adds a key that is in none of these (hydra's syntax; its parent must exist), ``~key``
+    deletes an existing one (e.g. ``~dataloader.evaluator``: train without evaluating).
 
     Args:
         cfg: the loaded config.
@@ -107,7 +108,7 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
     """
     for override in overrides:
         key, sep, _ = str(override).partition("=")
-        deletion = key.startswith("~")
+        deletion, addition = key.startswith("~"), key.startswith("+")
         key = key.strip().lstrip("+~")
         if deletion:
             sep = sep or "="  # "~key" deletes: it takes no value
@@ -117,8 +118,9 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
                 "config takes detectron2's LazyConfig overrides, e.g. train.max_iter=100 "
                 "(KEY VALUE pairs are for yaml configs)."
             )
-        node, parts = cfg, key.split(".")
+        node, parts, inside_call = cfg, key.split("."), False
         for i, part in enumerate(parts):
+            inside_call = inside_call or target_of(node) is not None
             child = _child(node, part)
             if child is not None or (isinstance(node, DictConfig) and part in node):
                 node = child
@@ -132,10 +134,10 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
             if i == len(parts) - 1 and isinstance(node, DictConfig):
                 target = target_of(node)
                 params = _parameters(target) if target is not None else []
-                if params is None or part in params:
-                    break  # a keyword of the LazyCall that the file leaves at its default
-                if target is None and len(node) == 0:
-                    break  # an empty mapping states no keys (e.g. a loss's options: {})
+                if addition or params is None or part in params:
+                    break  # added on purpose, or a keyword the file leaves at its default
+                if target is None and inside_call:
+                    break  # a mapping argument of a LazyCall: its callee checks its keys
                 known = sorted(set(node.keys()) | set(params))
             else:
                 known = list(node.keys()) if isinstance(node, DictConfig) else []
@@ -144,14 +146,15 @@ def check_lazy_overrides(cfg: DictConfig, overrides: Sequence[str], source: str)
             hint = f"; did you mean {' or '.join(close)}?" if close else f"; it has {known}"
             raise LazyConfigError(
                 f"Override {override!r}: {where} of {source!r} has no key {part!r}{hint}"
+                + ("" if close else " (+key=value adds a new one)")
             )
 
 
 def load_lazy_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
     """
-    ``LazyConfig.load(path)`` with ``overrides`` applied (``key=value``, checked by
-    :func:`check_lazy_overrides`), as detectron2's ``tools/lazyconfig_train_net.py`` reads a
-    config, with errors that name the file.
+    ``LazyConfig.load(path)`` with ``overrides`` applied in order (``key=value``, ``+key=value``,
+    ``~key``, each checked by :func:`check_lazy_overrides`), as detectron2's
+    ``tools/lazyconfig_train_net.py`` reads a config, with errors that name the file.
     """
     try:
         cfg = LazyConfig.load(path)
@@ -159,18 +162,20 @@ def load_lazy_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
         raise LazyConfigError(
             f"LazyConfig {path!r} cannot be loaded: {type(e).__name__}: {e}"
         ) from e
-    overrides = list(overrides)
-    check_lazy_overrides(cfg, overrides, path)
-    # "~key" deletes a key (e.g. ~dataloader.evaluator: no evaluation), which detectron2's
-    # apply_overrides does not implement
-    for override in [o for o in overrides if str(o).startswith("~")]:
-        *parents, last = str(override)[1:].partition("=")[0].split(".")
-        node = cfg
-        for part in parents:
-            node = _child(node, part)
-        del node[last]
-    overrides = [o for o in overrides if not str(o).startswith("~")]
-    try:
-        return LazyConfig.apply_overrides(cfg, overrides)
-    except Exception as e:  # hydra's parser: a value it cannot read
-        raise LazyConfigError(f"Overrides {overrides} of {path!r}: {type(e).__name__}: {e}") from e
+    # In the given order, each checked against the config as the earlier ones left it.
+    for override in map(str, overrides):
+        check_lazy_overrides(cfg, [override], path)
+        if override.startswith("~"):  # detectron2's apply_overrides implements no deletion
+            *parents, last = override[1:].partition("=")[0].split(".")
+            node = cfg
+            for part in parents:
+                node = _child(node, part)
+            del node[int(last) if isinstance(node, ListConfig) else last]
+            continue
+        try:
+            LazyConfig.apply_overrides(cfg, [override])
+        except Exception as e:  # hydra's parser: a value it cannot read
+            raise LazyConfigError(
+                f"Override {override!r} of {path!r}: {type(e).__name__}: {e}"
+            ) from e
+    return cfg

@@ -49,9 +49,15 @@ def output_override(config_file: str, output_dir: str) -> List[str]:
 
 
 def seed_override(config_file: str, seed: int) -> List[str]:
-    """The overrides that set a run's seed: ``SEED`` (yaml), ``train.seed`` (LazyConfig)."""
-    if is_lazy_config(resolve_config_file(config_file)):
-        return [f"train.seed={seed}"]
+    """
+    The overrides that set a run's seed: ``SEED`` (yaml), ``train.seed`` (LazyConfig; added,
+    ``+train.seed``, where the config leaves it out as detectron2's ``common/train.py`` does:
+    ``default_setup`` reads it).
+    """
+    path = resolve_config_file(config_file)
+    if is_lazy_config(path):
+        has_seed = "seed" in load_lazy_config(path).get("train", {})
+        return [f"{'' if has_seed else '+'}train.seed={seed}"]
     return ["SEED", str(seed)]
 
 

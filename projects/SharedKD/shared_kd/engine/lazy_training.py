@@ -3,9 +3,10 @@ Training and evaluation of a LazyConfig (``.py``) model with ``train_net.py``, a
 ``tools/lazyconfig_train_net.py`` does them: ``instantiate`` the model, optimizer and loaders;
 ``AMPTrainer`` when ``train.amp.enabled``, else ``SimpleTrainer``; ``create_ddp_model``; its
 hooks, with ``EvalHook`` running ``dataloader.evaluator``. Added for every model, as for yaml
-ones: the OUTPUT_DIR check (``--resume`` / ``--overwrite``), atomic ``weights_only``
+ones: the output-folder check (``--resume`` / ``--overwrite``), atomic ``weights_only``
 checkpoints, re-seeding at checkpoint boundaries, checks of the config before anything is
-built; and for a distillation model the student's export when training ends.
+built; and for a distillation model the student's export when training ends. Unlike the yaml
+Trainer, the data stream is the config's own loader: a resumed run restarts it.
 
 The config has detectron2's LazyConfig training layout: ``model``, ``dataloader.{train,test,
 evaluator}``, ``optimizer``, ``lr_multiplier`` and ``train`` (``configs/common/train.py``).
@@ -94,7 +95,8 @@ def setup_lazy(args) -> DictConfig:
     _check(cfg, args.config_file, args.eval_only)
     output_dir = cfg.train.output_dir
     if not args.eval_only:  # before default_setup writes anything into it
-        check_output_dir(output_dir, args.resume, getattr(args, "overwrite", False))
+        overwrite = getattr(args, "overwrite", False)
+        check_output_dir(output_dir, args.resume, overwrite, key="train.output_dir")
     default_setup(cfg, args)
     setup_logger(output=output_dir, distributed_rank=comm.get_rank(), name="shared_kd")
     return cfg
@@ -177,9 +179,10 @@ def lazy_main(args):
     """``train_net.py``'s ``main`` for a ``.py`` config."""
     cfg = setup_lazy(args)
     if args.eval_only:
+        # No DDP wrapper: inference_on_dataset shards the images itself, and a DDP forward
+        # (buffer broadcast) would wait on ranks that got no image.
         model = instantiate(cfg.model)
         model.to(cfg.train.get("device", "cuda"))
-        model = create_ddp_model(model)
         SafeCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
             cfg.train.init_checkpoint, resume=args.resume
         )

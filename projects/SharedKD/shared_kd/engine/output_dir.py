@@ -31,10 +31,13 @@ def previous_run_files(output_dir: str) -> List[str]:
     return found
 
 
-def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
+def check_output_dir(
+    output_dir: str, resume: bool, overwrite: bool, key: str = "OUTPUT_DIR"
+) -> None:
     """
     Raise unless training may write to ``output_dir``: it holds no previous run, or the user
-    asked to continue it (``--resume``) or to replace it (``--overwrite``).
+    asked to continue it (``--resume``) or to replace it (``--overwrite``). ``key`` names the
+    setting in the message (``train.output_dir`` for a LazyConfig).
     """
     if resume or overwrite or "://" in output_dir:
         return
@@ -42,8 +45,8 @@ def check_output_dir(output_dir: str, resume: bool, overwrite: bool) -> None:
     if found:
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
         raise OutputDirInUseError(
-            f"OUTPUT_DIR {output_dir!r} already holds a training run ({shown}). Pass --resume to "
-            "continue it, set OUTPUT_DIR to a new folder, or pass --overwrite to train over it "
+            f"{key} {output_dir!r} already holds a training run ({shown}). Pass --resume to "
+            f"continue it, set {key} to a new folder, or pass --overwrite to train over it "
             "(its checkpoints and results are then replaced)."
         )
 

@@ -111,7 +111,10 @@ class DistillLoss(nn.Module):
             options: the loss's options (:meth:`option_names`); omitted ones keep
                 ``__init__``'s defaults.
         """
-        raise NotImplementedError(f"{cls.__name__} must define from_shapes (or from_config)")
+        raise NotImplementedError(
+            f"{cls.__name__} defines no from_shapes: it is built from a yaml config only (its "
+            "from_config); define from_shapes to build it from keywords (a LazyConfig)."
+        )
 
     @classmethod
     def from_config(cls, cfg, student_shapes, guide_shapes, guide=None) -> Dict[str, Any]:

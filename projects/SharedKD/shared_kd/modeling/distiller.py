@@ -456,7 +456,8 @@ class DistillationDetector(nn.Module):
         The student's and a guide's outputs cut to the top-left part of the input that both
         padded tensors hold (every image lies in it): where the guide pads its own way (e.g. a
         ViTDet teacher's 1024 square around a 640-pixel batch) the losses compare maps of the
-        same pixels. Outputs of equally padded inputs come back as they are.
+        same pixels. Outputs of equally padded inputs, and the side that padded less, come back
+        as they are (the usual case: the student's whole maps, with its step's memo).
         """
         if guide is None or None in (student.input_size, guide.input_size):
             return student, guide
@@ -466,7 +467,11 @@ class DistillationDetector(nn.Module):
 
         def crop(out, strides):
             maps = {f: crop_to_extent(x, strides[f], extent) for f, x in out.features.items()}
-            return dataclasses.replace(out, features=maps, input_size=extent)  # same cache
+            if all(maps[f] is x for f, x in out.features.items()):
+                return out  # this side padded no more than the other: whole maps, same memo
+            # other maps, so a memo of its own: a student-only term (the cross-layer one) is
+            # not computed on one guide's crop and reused for another guide
+            return dataclasses.replace(out, features=maps, input_size=extent, cache={})
 
         return crop(student, self._student_strides), crop(guide, self._guide_strides[index])
 
