@@ -44,7 +44,7 @@ D2_SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170
 D2_FALLBACK_VERSION = "0.6+noops"
 # Bump when the patches or the templates change: an older fallback (ours, never a user's build)
 # is then reinstalled.
-D2_FALLBACK_REVISION = 2
+D2_FALLBACK_REVISION = 3
 
 # Files written into the release sources (string.Template, $-placeholders):
 # - detectron2_C.py.in: a stub for the missing extension. Module-level __getattr__ (PEP 562)
@@ -69,6 +69,14 @@ D2_PATCHES = [
         "    return torch.ops.detectron2.nms_rotated(boxes, scores, iou_threshold)",
         "    from detectron2 import _C\n\n    return _C.nms_rotated(boxes, scores, iou_threshold)",
         "rotated NMS goes through the _C stub, which names the missing op",
+    ),
+    (
+        "detectron2/export/__init__.py",
+        "from .api import *\n",
+        "try:\n    from caffe2.proto import caffe2_pb2 as _tmp  # noqa: F401\n"
+        "except ImportError:  # caffe2 is optional\n    pass\nelse:\n    from .api import *\n",
+        "caffe2 (gone from PyTorch) is optional for detectron2.export, as in upstream main: "
+        "TracingAdapter and TorchScript export need no caffe2",
     ),
     (
         "detectron2/__init__.py",
