@@ -15,7 +15,8 @@ SMOKE += ["DATALOADER.NUM_WORKERS", "0", "SOLVER.STEPS", "(3,)"]
 
 def _demo(out):
     res = subprocess.run(
-        [sys.executable, "tools/demo.py", "--output-dir", str(out), "--stage-opts", *SMOKE],
+        [sys.executable, "tools/demo.py", "--output-dir", str(out), "--cost-images", "1"]
+        + ["--latency-runs", "2", "--stage-opts", *SMOKE],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -53,6 +54,18 @@ def test_demo_writes_the_table_and_pictures(demo):
     curves = Image.open(out / "ap_vs_iteration.png")
     assert curves.width > curves.height > 0
     assert results["pictures"]["ap_vs_iteration"].endswith("ap_vs_iteration.png")
+    # what each model costs, beside the teacher: the students are smaller
+    cost = {r["model"]: r for r in results["cost"]}
+    assert list(cost) == labels
+    teacher = cost["teacher (R18 FPN-128)"]
+    for label in labels[1:]:
+        assert cost[label]["params"] < teacher["params"] and cost[label]["ratios"]["params"] < 1
+        assert cost[label]["gflops"]["mean"] > 0 and cost[label]["latency_ms"]["median"] > 0
+    assert "params / teacher" in table and "GFLOPs / teacher" in table
+    # the distilled student as TorchScript, with its outputs named
+    assert (out / "sharedkd_student.ts").is_file()
+    outputs = json.loads((out / "sharedkd_student.ts.json").read_text())["outputs"]
+    assert outputs == ["pred_boxes", "pred_classes", "scores", "image_size"]
     # one seed: the demo points at the seeded study for mean +- std
     assert "mean +- std over seeds" in first
     assert "configs/studies/sharedkd_faster_rcnn.yaml" in first
@@ -60,7 +73,8 @@ def test_demo_writes_the_table_and_pictures(demo):
 
 def test_a_second_demo_skips_every_stage(demo):
     out, first, second = demo
-    assert second.count("done, skipped") == 6  # 3 trainings, the grid, 2 feature-gap runs
+    # 3 trainings, the grid, 2 feature-gap runs, the cost report, the TorchScript file
+    assert second.count("done, skipped") == 8
     assert "iter:" not in second
     # the table still reports each stage's training time, recorded when it ran
     assert (out / "results.md").read_text() in first

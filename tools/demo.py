@@ -15,8 +15,11 @@ by side, one thread each, evaluated every 100 iterations. Writes to the output f
 ``results.md`` / ``results.json`` (the AP table), ``ap_vs_iteration.png`` (the students' AP
 during training), ``qualitative.png`` (ground truth, teacher,
 student alone, distilled student on validation images), ``feature_gaps.{png,md,json}`` (the
-teacher x student and student x student level gaps of the student trained alone) and
-``feature_gaps_sharedkd/`` (the same for the distilled student).
+teacher x student and student x student level gaps of the student trained alone),
+``feature_gaps_sharedkd/`` (the same for the distilled student), ``cost.{md,json}`` (each
+model's parameters, GFLOPs, latency and peak memory beside the teacher's, also in
+``results.md``) and ``sharedkd_student.ts`` (the distilled student as TorchScript, which runs
+with torch and torchvision alone; ``.ts.json`` names its outputs).
 """
 
 import argparse
@@ -26,8 +29,16 @@ import sys
 import time
 
 from shared_kd.analysis import feature_gaps_from_files, qualitative_grid, write_feature_gaps
+from shared_kd.analysis.common import load_detector
 from shared_kd.analysis.study import plot_ap_curves, read_curve
+from shared_kd.benchmark import (
+    compare_costs,
+    costs_markdown,
+    load_test_images,
+    measure_in_fresh_process,
+)
 from shared_kd.data import ensure_shapes_dataset
+from shared_kd.deploy import export_detector
 from shared_kd.pipeline import (
     EXPORTED,
     FINAL,
@@ -131,6 +142,8 @@ def main(argv=None):
         metavar="KEY VALUE",
         help="config overrides for every training stage (e.g. SOLVER.MAX_ITER 20 for a smoke run)",
     )
+    parser.add_argument("--cost-images", type=int, default=5, help="test images for GFLOPs")
+    parser.add_argument("--latency-runs", type=int, default=20, help="timed runs per model")
     args = parser.parse_args(argv)
     os.chdir(ROOT)  # configs name their inputs relative to the repository root
     out = args.output_dir
@@ -209,8 +222,13 @@ def main(argv=None):
         with open(json_path) as f:
             gaps[name] = json.load(f)
 
+    costs = cost_report(out, models, args.cost_images, args.latency_runs)
+    exported = export_student_torchscript(out, distilled)
+
     results = {
         "rows": rows,
+        "cost": costs,
+        "torchscript": exported,
         "feature_gaps": {k: v.get("premise") for k, v in gaps.items()},
         "pictures": {
             "ap_vs_iteration": curves,
@@ -220,6 +238,8 @@ def main(argv=None):
         "demo_seconds_this_run": round(time.perf_counter() - start, 1),
         "command": " ".join([os.path.basename(sys.executable), "tools/demo.py", *(argv or [])]),
     }
+    table += "\n\nWhat each model costs at inference (each measured in a fresh process):\n\n"
+    table += costs_markdown(costs)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(table + "\n")
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -229,7 +249,7 @@ def main(argv=None):
         print(f"{PREFIX} feature gaps, {name}: {premise}")
     print(
         f"{PREFIX} wrote {out}/results.md, results.json, ap_vs_iteration.png, qualitative.png, "
-        "feature_gaps.png"
+        f"feature_gaps.png, cost.md, {os.path.basename(exported)}"
     )
     # One seed says little on its own: single runs of these students differ by several AP.
     study_at = STUDY_OUTPUT if os.path.isfile(STUDY_OUTPUT) else "README.md (Results)"
@@ -239,6 +259,46 @@ def main(argv=None):
     )
     print(f"{PREFIX} this run took {results['demo_seconds_this_run']:.0f} s")
     return results
+
+
+def cost_report(out, models, num_images, latency_runs):
+    """Parameters, GFLOPs, latency and peak memory of every model, beside the first (the
+    teacher's); ``cost.json`` / ``cost.md``, skipped when ``cost.json`` exists."""
+    path = os.path.join(out, "cost.json")
+    if os.path.isfile(path):
+        print(f"{PREFIX} cost: done, skipped", flush=True)
+        with open(path) as f:
+            return json.load(f)
+    costs = {}
+    for label, config, weights in models:
+        print(f"{PREFIX} cost: {label}", flush=True)
+        costs[label] = measure_in_fresh_process(
+            config_file=config,
+            weights=weights,
+            num_images=num_images,
+            latency_runs=latency_runs,
+            dataset="shapes_val",
+        )
+    rows = compare_costs(costs, models[0][0])
+    with open(os.path.join(out, "cost.md"), "w") as f:
+        f.write(costs_markdown(rows) + "\n")
+    with open(path, "w") as f:
+        json.dump(rows, f, indent=2)
+    return rows
+
+
+def export_student_torchscript(out, distilled):
+    """The distilled student as TorchScript, traced on the first shapes_val image."""
+    path = os.path.join(out, "sharedkd_student.ts")
+    if os.path.isfile(path):
+        print(f"{PREFIX} {os.path.basename(path)}: done, skipped", flush=True)
+        return path
+    _, config_file, weights = distilled
+    model, config = load_detector(config_file, weights)
+    image = load_test_images(config, 1, dataset="shapes_val")[0]["image"]
+    export_detector(model, image, path, "torchscript", config.input_format)
+    print(f"{PREFIX} {os.path.basename(path)}: the Shared-KD student as TorchScript", flush=True)
+    return path
 
 
 if __name__ == "__main__":

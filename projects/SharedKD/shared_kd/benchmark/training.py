@@ -64,14 +64,15 @@ from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
-from . import config
-from .export import student_config
-from .modeling.autoencoder import TeacherAutoEncoder
-from .modeling.distiller import DistillationDetector
-from .modeling.guide import Guide, build_guide
-from .modeling.levels import resolve_in_features
-from .modeling.outputs import DetectorOutputs
-from .names import DISTILL_META_ARCH
+from .. import config
+from ..export import student_config
+from ..modeling.autoencoder import TeacherAutoEncoder
+from ..modeling.distiller import DistillationDetector
+from ..modeling.guide import Guide, build_guide
+from ..modeling.levels import resolve_in_features
+from ..modeling.outputs import DetectorOutputs
+from ..names import DISTILL_META_ARCH
+from .memory import proc_status_bytes, reset_peak_rss
 
 __all__ = [
     "LOSS_SHARE_TARGET",
@@ -397,16 +398,6 @@ def _summary(samples: List[float]) -> Dict[str, Any]:
     }
 
 
-def _proc_status_bytes(*keys: str) -> Optional[List[int]]:
-    """Fields of ``/proc/self/status`` (Linux) in bytes, or None where there is none."""
-    try:
-        with open("/proc/self/status") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-        return [int(fields[k].split()[0]) * 1024 for k in keys]  # "123 kB"
-    except (OSError, KeyError, ValueError):
-        return None
-
-
 def _peak_memory_worker(
     cfg, batch, which: str, random_teacher: bool, steps: int, threads: int, amp: bool = False
 ):
@@ -415,15 +406,9 @@ def _peak_memory_worker(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        # Not ru_maxrss: Linux carries the parent's peak RSS across fork + exec into it. VmHWM
-        # is this process's own high-water mark; writing 5 to clear_refs resets it to VmRSS.
-        with contextlib.suppress(OSError):
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        status = _proc_status_bytes("VmRSS")
-        if status is None:
+        baseline = reset_peak_rss()  # this process's own high-water mark from here on
+        if baseline is None:
             raise RuntimeError("CPU peak memory needs Linux's /proc/self/status; use --no-memory")
-        baseline = status[0]
     trainable = _build_trainable(cfg, which, random_teacher, amp, batch)
     with EventStorage():
         for _ in range(steps):
@@ -438,7 +423,7 @@ def _peak_memory_worker(
         }
     return {
         "kind": "cpu_peak_rss",
-        "peak_bytes": _proc_status_bytes("VmHWM")[0],
+        "peak_bytes": proc_status_bytes("VmHWM")[0],
         "baseline_bytes": baseline,
     }
 
