@@ -26,6 +26,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils.logger import setup_logger
 
 import shared_kd  # noqa: F401  (registers the shapes datasets)
+from shared_kd.benchmark import write_cost_report
 from shared_kd.checkpoint import SafeCheckpointer
 from shared_kd.config import load_config, resolve_config_file
 from shared_kd.data import check_datasets
@@ -34,6 +35,7 @@ from shared_kd.data.register import (
     check_num_classes,
     register_config_datasets,
 )
+from shared_kd.detector_config import DetectorConfig
 from shared_kd.engine import Trainer, check_output_dir, launch, lazy_main, write_portable_config
 from shared_kd.lazy import is_lazy_config
 from shared_kd.utils.env import detectron2_has_compiled_ops
@@ -91,6 +93,8 @@ def main(args):
         res = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, res)
+            # What the evaluated model costs, beside its metrics (cost.json, cost.md).
+            write_cost_report(model, DetectorConfig(args.config_file, cfg), cfg.OUTPUT_DIR)
         return res
 
     trainer = Trainer(cfg)

@@ -100,3 +100,25 @@ def test_export_tool_exports_an_intermediate_checkpoint(distilled):
         str(dest),
     )
     assert sorted(os.listdir(dest)) == ["config.yaml", "model_final.pth"]
+
+
+def test_export_tool_writes_torchscript_and_onnx(distilled):
+    root, out, _ = distilled
+    dest = root / "export_programs"
+    log = run_script(
+        "tools/export_student.py",
+        "--config-file",
+        os.path.join(CONFIGS, "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),
+        "--checkpoint",
+        os.path.join(out, "model_final.pth"),
+        "--output-dir",
+        str(dest),
+        "--format",
+        "torchscript",
+        "--format",
+        "onnx",
+    )
+    assert {"model.ts", "model.ts.json", "model.onnx", "model.onnx.json"} <= set(os.listdir(dest))
+    info = json.loads((dest / "model.ts.json").read_text())
+    assert info["outputs"] == ["pred_boxes", "pred_classes", "scores", "image_size"]
+    assert info["input_format"] == "BGR" and "Wrote" in log

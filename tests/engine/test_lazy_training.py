@@ -124,6 +124,8 @@ def test_eval_only_and_resume(lazy_teacher, tmp_path):
         *FAST,
     )
     assert "copypaste: AP,AP50" in res.stdout + res.stderr
+    cost = json.loads((tmp_path / "eval" / "cost.json").read_text())  # beside the metrics
+    assert cost["params"] > 1e6 and cost["gflops"]["mean"] > 0
     out = tmp_path / "resumed"
     shutil.copytree(lazy_teacher, out)  # a finished 2-iteration run
     refused = train_net("--config-file", TEACHER, f"train.output_dir={out}", *FAST, expect_ok=False)

@@ -66,6 +66,12 @@ def test_eval_only_loads_weights_and_reports_ap(trained):
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in log
     results = os.path.join(eval_dir, "inference", "shapes_val", "coco_instances_results.json")
     assert os.path.isfile(results)
+    # what the model costs, beside its metrics
+    with open(os.path.join(eval_dir, "cost.json")) as f:
+        cost = json.load(f)
+    assert cost["params"] > 1e6 and cost["gflops"]["mean"] > 0 and cost["gflops"]["images"] == 3
+    assert cost["latency_ms"]["runs"] == 10 and cost["latency_ms"]["median"] > 0
+    assert "| params (M) |" in open(os.path.join(eval_dir, "cost.md")).read()
 
 
 def test_resume_continues_from_last_checkpoint(trained):

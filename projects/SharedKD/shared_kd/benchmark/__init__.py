@@ -15,6 +15,7 @@ from .inference import (
     load_test_images,
     measure_detector,
     measure_in_fresh_process,
+    write_cost_report,
 )
 from .training import (
     FP32_GUIDES,
@@ -58,4 +59,5 @@ __all__ = [
     "peak_memory",
     "run_benchmark",
     "synthetic_batch",
+    "write_cost_report",
 ]

@@ -15,7 +15,9 @@ model in a process of its own for a clean CPU figure (``tools/cost_report.py`` d
 
 import concurrent.futures
 import copy
+import json
 import multiprocessing
+import os
 import statistics
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -28,6 +30,7 @@ from detectron2.utils.analysis import FlopCountAnalysis, parameter_count
 
 from ..analysis.common import load_detector
 from ..detector_config import DetectorConfig
+from ..utils.io import atomic_write
 from .memory import proc_status_bytes, reset_peak_rss
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "load_test_images",
     "measure_detector",
     "measure_in_fresh_process",
+    "write_cost_report",
 ]
 
 
@@ -86,6 +90,7 @@ def inference_cost(
     """
     if not images:
         raise ValueError("inference_cost needs at least one image")
+    model = getattr(model, "student", model)  # a distillation model costs its student
     model.eval()
     device = _device(model)
     params = parameter_count(model)[""]
@@ -177,6 +182,35 @@ def measure_in_fresh_process(**kwargs) -> Dict[str, object]:
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
         return pool.submit(measure_detector, **kwargs).result()
+
+
+def write_cost_report(
+    model: nn.Module,
+    config: DetectorConfig,
+    output_dir: str,
+    num_images: int = 3,
+    latency_runs: int = 10,
+) -> Dict[str, object]:
+    """
+    :func:`inference_cost` of an evaluated model, written beside its metrics as
+    ``output_dir/cost.json`` and ``cost.md`` (what ``train_net.py --eval-only`` does).
+    """
+    cost = inference_cost(model, load_test_images(config, num_images), latency_runs=latency_runs)
+    cost["config"] = config.source
+    rows = compare_costs({"model": cost})
+    os.makedirs(output_dir, exist_ok=True)
+    atomic_write(
+        os.path.join(output_dir, "cost.json"), lambda p: _write(p, json.dumps(cost, indent=2))
+    )
+    atomic_write(
+        os.path.join(output_dir, "cost.md"), lambda p: _write(p, costs_markdown(rows) + "\n")
+    )
+    return cost
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def compare_costs(costs: Mapping[str, dict], reference: Optional[str] = None) -> List[dict]:

@@ -25,8 +25,10 @@ from detectron2.evaluation import COCOEvaluator, inference_on_dataset, print_csv
 from detectron2.utils.logger import setup_logger
 from omegaconf import DictConfig
 
+from ..benchmark import write_cost_report
 from ..checkpoint import SafeCheckpointer
 from ..config import resolve_config_file
+from ..detector_config import DetectorConfig
 from ..lazy import LazyConfigError, load_lazy_config, target_name, target_of
 from ..names import DISTILL_META_ARCH
 from ..utils.env import detectron2_has_compiled_ops
@@ -186,7 +188,12 @@ def lazy_main(args):
         SafeCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
             cfg.train.init_checkpoint, resume=args.resume
         )
-        return do_test(cfg, model)
+        results = do_test(cfg, model)
+        if comm.is_main_process() and "test" in cfg.dataloader:
+            # What the evaluated model costs, beside its metrics (cost.json, cost.md).
+            config = DetectorConfig(args.config_file, cfg, cfg.model)  # its test data
+            write_cost_report(model, config, cfg.train.output_dir)
+        return results
     trainer, _, start_iter = build_lazy_trainer(cfg, resume=args.resume)
     trainer.train(start_iter, cfg.train.max_iter)
     return None
