@@ -82,7 +82,9 @@ def test_smoke_run_on_cpu(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["ok"] and report["device"] == "cpu"
     parts = report["parts"]
-    assert list(parts) == ["install", "tests", "train", "bench"]
+    assert list(parts) == ["install", "tests", "train", "bench", "cost"]
+    cost = {r["model"]: r for r in parts["cost"]["rows"]}
+    assert cost["student R50"]["ratios"]["params"] < 1  # the tiny twins in the smoke run
     assert parts["tests"]["counts"]["skipped"] > 0 and parts["tests"]["counts"]["passed"] == 0
     student = parts["train"]["student"]
     assert student["finite_losses"] and student["ap"] is not None and student["iterations"] == 2

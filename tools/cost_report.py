@@ -7,7 +7,7 @@ batch 1 (median and spread of warm runs) and peak memory, each model in a fresh 
     python tools/cost_report.py --model teacher <config> <weights> \\
         --model "student + Shared-KD" <config> <weights> [--model NAME CONFIG WEIGHTS ...] \\
         [--reference teacher] [--num-images 5] [--latency-runs 20] [--device cpu|cuda] \\
-        [--threads N] [--output-dir DIR]
+        [--threads N] [--synthetic HxW] [--output-dir DIR]
 
 Configs are yaml or LazyConfig .py (a distillation config measures its student); WEIGHTS may be
 "-" for random weights (sizes and FLOPs do not depend on them). Writes cost.json and cost.md to
@@ -34,6 +34,11 @@ def main(argv=None):
     parser.add_argument("--device", help="default: each config's own (cpu without CUDA)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--output-dir", help="write cost.json and cost.md here")
+    parser.add_argument(
+        "--synthetic",
+        metavar="HxW",
+        help="random images of this size instead of the test set (e.g. 800x1333 for COCO)",
+    )
     args = parser.parse_args(argv)
     names = [m[0] for m in args.model]
     if len(set(names)) != len(names):
@@ -49,6 +54,7 @@ def main(argv=None):
             latency_runs=args.latency_runs,
             warmup=args.warmup,
             threads=args.threads,
+            synthetic=[int(v) for v in args.synthetic.split("x")] if args.synthetic else None,
         )
     rows = compare_costs(costs, args.reference or names[0])
     table = costs_markdown(rows)

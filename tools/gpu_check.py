@@ -29,7 +29,9 @@ processes:
   ``AMPTrainer``, ``train.amp.enabled=True``) from the same teacher weights;
 - (c) ``bench``: ``tools/benchmark.py`` at COCO scale (R101-FPN -> R50-FPN, random weights,
   800x1333, batches of 2 and 8, AMP) for Faster R-CNN and RetinaNet, with the guides' forward in
-  their reduced precision and in fp32 for reference, and peak memory beside the paper's Table 4.
+  their reduced precision and in fp32 for reference, and peak memory beside the paper's Table 4;
+- (d) ``cost``: ``tools/cost_report.py`` for the deployment table of ``docs/BENCHMARK.md`` (R101
+  teacher, R50 and R18 students at 800x1333: parameters, GFLOPs, latency, peak memory).
 
 It writes ``gpu_check.json``, ``gpu_check.md`` and ``gpu_check.log`` to ``--out`` (``$OUT`` when
 set, else ``output/gpu_check``) after every part, so that a run stopped by a time limit still
@@ -121,7 +123,25 @@ BENCH_CONFIGS = {
         "configs/shapes/sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml",
     ),
 }
-PARTS = ("install", "tests", "train", "bench")
+PARTS = ("install", "tests", "train", "bench", "cost")
+# (d): the deployment table of docs/BENCHMARK.md: (name, COCO config, tiny config for the smoke run)
+COST_MODELS = [
+    (
+        "teacher R101",
+        "model_zoo:COCO-Detection/faster_rcnn_R_101_FPN_3x.yaml",
+        "configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.yaml",
+    ),
+    (
+        "student R50",
+        "configs/COCO/faster_rcnn_R50_FPN_2x.yaml",
+        "configs/shapes/faster_rcnn_R18_FPN_tiny.yaml",
+    ),
+    (
+        "student R18",
+        "configs/COCO/faster_rcnn_R18_FPN_2x.yaml",
+        "configs/shapes/faster_rcnn_R18_FPN_tiny.py",
+    ),
+]
 
 
 def log(msg):
@@ -412,7 +432,7 @@ class Check:
 
     # Share of the remaining budget each part leaves to the parts after it: a part that hangs
     # must not starve them.
-    LEAVE_FOR_LATER = {"install": 0.7, "tests": 0.6, "train": 0.5, "bench": 0.0}
+    LEAVE_FOR_LATER = {"install": 0.7, "tests": 0.6, "train": 0.5, "bench": 0.15, "cost": 0.0}
 
     def __init__(self, args, device):
         self.args = args
@@ -825,6 +845,32 @@ def part_bench(check):
     }
 
 
+# (d) inference cost ---------------------------------------------------------------------------
+
+
+def part_cost(check):
+    """tools/cost_report.py: the teacher and two students at COCO scale (random weights)."""
+    a = check.args
+    out = os.path.join(check.work, "cost")
+    cmd = ["tools/cost_report.py", "--device", check.device, "--output-dir", out]
+    for name, coco, tiny in COST_MODELS:
+        cmd += ["--model", name, coco if a.bench_coco else tiny, "-"]
+    if a.bench_coco:
+        cmd += ["--synthetic", a.bench_size, "--num-images", "2", "--latency-runs", "20"]
+    else:  # the smoke run
+        cmd += ["--synthetic", "128x128", "--num-images", "1", "--latency-runs", "2"]
+    res = check.python("(d) cost report", cmd, check.allowance("cost"))
+    result = {"ok": res["rc"] == 0, "rc": res["rc"], "seconds": res["seconds"]}
+    if res["rc"] == 0 and os.path.exists(os.path.join(out, "cost.json")):
+        with open(os.path.join(out, "cost.json")) as f:
+            result["rows"] = json.load(f)
+        with open(os.path.join(out, "cost.md")) as f:
+            result["markdown"] = f.read()
+    else:
+        result.update(ok=False, tail=res["tail"])
+    return result
+
+
 def _bench_summary(r):
     t = {k: v["median_s"] for k, v in r["timings"].items()}
     mem = {k: (v or {}).get("peak_bytes") for k, v in r["memory"].items()}
@@ -905,6 +951,9 @@ def format_markdown(report):
         lines += _train_lines(parts["train"])
     if "bench" in parts and parts["bench"].get("runs"):
         lines += _bench_lines(parts["bench"])
+    if "cost" in parts and parts["cost"].get("markdown"):
+        lines += ["", "## (d) `tools/cost_report.py`, inference cost (random weights)", ""]
+        lines += [parts["cost"]["markdown"].rstrip()]
     errors = _errors(parts)
     if errors:
         lines += ["", "## Errors (the ends of their output; all of it in gpu_check.log)", ""]
@@ -957,6 +1006,12 @@ def _summary(name, p):
         done = sum(bool(r.get("ok")) for r in runs)
         return f"{done}/{len(runs)} configurations at {p.get('size')}" + (
             " with AMP" if p.get("amp") else ""
+        )
+    if name == "cost":
+        rows = p.get("rows") or []
+        return ", ".join(
+            f"{r['model']} {r['gflops']['mean']:.0f} GFLOPs {r['latency_ms']['median']:.0f} ms"
+            for r in rows
         )
     return ""
 
@@ -1147,6 +1202,7 @@ def run_check(args):
     check.part("tests", lambda: part_tests(check))
     check.part("train", lambda: part_train(check))
     check.part("bench", lambda: part_bench(check))
+    check.part("cost", lambda: part_cost(check))
     check.save()
     with open(os.path.join(check.out, "gpu_check.md")) as f:
         print(f.read())

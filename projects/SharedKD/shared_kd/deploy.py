@@ -14,9 +14,9 @@ ops); an ONNX file runs under ``onnxruntime``.
 
 What works, measured by ``tests/test_deploy.py`` on the fallback v0.6 and torch 2.14: TorchScript
 and ONNX (opset 17, PyTorch's TorchScript-based exporter) for Faster R-CNN, Mask R-CNN,
-RetinaNet and FCOS. ``torch.export`` (a ``.pt2`` program) is not offered: the detectors' NMS and
-box filtering give outputs of data-dependent size, which it does not trace
-(:data:`UNSUPPORTED`).
+RetinaNet and FCOS. ``torch.export`` (a ``.pt2`` program), and ONNX's dynamo exporter built on it,
+are not offered: the detectors' NMS and box filtering give outputs of data-dependent size, which
+it does not trace (tried on Faster R-CNN: ``GuardOnDataDependentSymNode``; :data:`UNSUPPORTED`).
 """
 
 import json
