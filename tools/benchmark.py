@@ -11,10 +11,11 @@ forward, (c) a training step of the DistillationDetector and (d) the distillatio
 forward + backward alone, the peak memory of (a) and (c) (each in a fresh process), and checks
 (c) <= 1.02 x ((a) + (b)) and (d) <= 2% of (c). Prints markdown tables; ``--output`` writes
 every number as JSON. ``--random-teacher`` builds the guides with random weights (no trained
-teacher needed; timing does not depend on weights). ``--amp`` trains (a) and (c) as
-``SOLVER.AMP.ENABLED`` does; ``--synthetic 800x1333`` times a batch of ``SOLVER.IMS_PER_BATCH``
-random images of that size with random boxes instead of the train loader's (no dataset needed).
-See ``shared_kd/benchmark.py``.
+teacher needed; timing does not depend on weights). ``--amp`` trains (a) and (c)
+in detectron2's ``AMPTrainer``, as ``SOLVER.AMP.ENABLED`` does (CUDA only); ``--synthetic
+800x1333`` times a batch of ``SOLVER.IMS_PER_BATCH`` random images of that size with random
+boxes instead of the train loader's (no dataset needed).
+See ``shared_kd/benchmark/training.py``.
 """
 
 import argparse
@@ -63,7 +64,7 @@ def main(argv=None):
     parser.add_argument(
         "--amp",
         action="store_true",
-        help="train (a) and (c) in mixed precision, as SOLVER.AMP.ENABLED does (fp16 on CUDA)",
+        help="train (a) and (c) in detectron2's AMPTrainer, as SOLVER.AMP.ENABLED does (CUDA only)",
     )
     parser.add_argument(
         "--synthetic",

@@ -5,7 +5,7 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 
 from shared_kd.config import add_sharedkd_config
-from shared_kd.modeling.outputs import DetectorOutputs
+from shared_kd.layers.outputs import DetectorOutputs
 
 # The shapes of feature_maps(): the teacher wider on p2; a teaching assistant like the student.
 STUDENT_SHAPES = {"p2": ShapeSpec(channels=2, stride=4), "p3": ShapeSpec(channels=2, stride=8)}

@@ -14,10 +14,10 @@ from torch.testing import assert_close
 
 import shared_kd.modeling  # noqa: F401  (registers TeacherAutoEncoder)
 from shared_kd.config import add_sharedkd_config
+from shared_kd.layers.encoders import conv_encoder, load_teacher_encoders, weights_fingerprint
+from shared_kd.layers.outputs import DetectorOutputs
 from shared_kd.losses import InheritExploreLoss, build_distill_losses
-from shared_kd.modeling.autoencoder import conv_encoder, load_teacher_encoders, weights_fingerprint
 from shared_kd.modeling.guide import build_guide
-from shared_kd.modeling.outputs import DetectorOutputs
 from shared_kd.utils.testing import get_tiny_cfg
 
 LATENT = 8

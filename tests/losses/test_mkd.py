@@ -11,6 +11,7 @@ from detectron2.utils.events import EventStorage
 from torch.testing import assert_close
 
 from shared_kd.config import add_sharedkd_config
+from shared_kd.layers.outputs import DetectorOutputs
 from shared_kd.losses import (
     DISTILL_LOSS_REGISTRY,
     AttentionTransferLoss,
@@ -20,7 +21,6 @@ from shared_kd.losses import (
     build_distill_losses,
 )
 from shared_kd.losses.mkd import attention_map, fsp_matrix, soft_target_kd, temperature_at
-from shared_kd.modeling.outputs import DetectorOutputs
 
 
 @pytest.fixture(autouse=True)

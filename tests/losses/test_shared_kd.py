@@ -10,6 +10,8 @@ from detectron2.utils.events import EventStorage
 from torch.testing import assert_close
 
 from shared_kd.config import add_sharedkd_config
+from shared_kd.layers.alignment import align_pair
+from shared_kd.layers.outputs import DetectorOutputs
 from shared_kd.losses import (
     DISTILL_LOSS_REGISTRY,
     SharedKDLoss,
@@ -18,8 +20,6 @@ from shared_kd.losses import (
     cross_layer_pairs,
 )
 from shared_kd.losses.shared_kd import gate_logits, warmup_factor
-from shared_kd.modeling.alignment import align_pair
-from shared_kd.modeling.outputs import DetectorOutputs
 
 IDENT = "loss_sharedkd_ident"
 CROSS = "loss_sharedkd_cross"

@@ -12,12 +12,8 @@ from torch.testing import assert_close
 
 import shared_kd.modeling  # noqa: F401  (registers TeacherAutoEncoder)
 from shared_kd.config import add_sharedkd_config
-from shared_kd.modeling.autoencoder import (
-    LevelAutoEncoder,
-    TeacherAutoEncoder,
-    conv_encoder,
-    weights_fingerprint,
-)
+from shared_kd.layers.encoders import LevelAutoEncoder, conv_encoder, weights_fingerprint
+from shared_kd.modeling.autoencoder import TeacherAutoEncoder
 from shared_kd.utils.testing import get_tiny_cfg, random_batch
 
 LATENT = 8

@@ -8,8 +8,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from shared_kd.detector_config import load_detector_config
+from shared_kd.layers.alignment import crop_to_extent
 from shared_kd.modeling import DistillationDetector, Guide, build_guide
-from shared_kd.modeling.alignment import crop_to_extent
 from shared_kd.modeling.guide import as_guide, check_input_formats, in_input_format
 from shared_kd.utils.testing import get_tiny_cfg, random_batch
 

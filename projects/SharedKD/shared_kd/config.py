@@ -9,6 +9,8 @@ from typing import Sequence
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+from .losses import add_distill_loss_configs
+
 __all__ = [
     "MODEL_ZOO_PREFIX",
     "add_dataset_config",
@@ -88,9 +90,6 @@ def add_sharedkd_config(cfg):
     _C.MODEL.DISTILL.ASSISTANTS.DROP_PROB = 0.0
 
     # Every registered loss's own node (DistillLoss.add_config), e.g. MODEL.DISTILL.SHARED_KD.
-    # Imported here, not above: the losses import shared_kd.modeling, which imports this module.
-    from .losses import add_distill_loss_configs
-
     add_distill_loss_configs(_C)
 
     add_fcos_config(_C)

@@ -11,7 +11,7 @@ The distance is the one of METHODS.md's feature losses: the **aligned MSE**
 
     d(X, Y) = mean over elements of (A(X, like=Y) - A(Y, like=X))^2
 
-where ``A`` is :func:`~shared_kd.modeling.alignment.align_pair` (adaptive average pooling of the
+where ``A`` is :func:`~shared_kd.layers.alignment.align_pair` (adaptive average pooling of the
 larger map to the smaller one's size, and the first ``min(C_X, C_Y)`` channels of each). It is
 what ``||.||^2`` means in ``L_ident`` and ``L_cross`` (a mean over elements, not a sum and not a
 square root), computed per image and averaged over images.
@@ -29,8 +29,8 @@ import torch.nn as nn
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.layers import ShapeSpec
 
+from ..layers.alignment import align_pair
 from ..losses.feature_distance import squared_distance
-from ..modeling.alignment import align_pair
 from ..utils.io import atomic_write
 from .common import load_detector
 
@@ -62,7 +62,7 @@ def aligned_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     Symmetric in its arguments, and zero for identical maps. It is the feature losses' own
     distance: :func:`~shared_kd.losses.feature_distance.squared_distance` (no normalisation, no
-    weighting) of the maps :func:`~shared_kd.modeling.alignment.align_pair` aligns.
+    weighting) of the maps :func:`~shared_kd.layers.alignment.align_pair` aligns.
 
     Args:
         x: N x C_x x H_x x W_x.

@@ -67,11 +67,11 @@ from detectron2.utils.events import EventStorage
 
 from .. import config
 from ..export import student_config
+from ..layers.levels import resolve_in_features
+from ..layers.outputs import DetectorOutputs
 from ..modeling.autoencoder import TeacherAutoEncoder
 from ..modeling.distiller import DistillationDetector
 from ..modeling.guide import Guide, build_guide
-from ..modeling.levels import resolve_in_features
-from ..modeling.outputs import DetectorOutputs
 from ..names import DISTILL_META_ARCH
 from .memory import proc_status_bytes, reset_peak_rss
 

@@ -8,10 +8,6 @@ to edit; each registered class is also importable from this package by its regis
 import importlib
 import pkgutil
 
-# build first: a loss module imports shared_kd.modeling, whose distiller imports
-# build_distill_losses from this package, maybe while it is still initialising. base and build
-# import nothing of shared_kd at run time; a loss module imports modeling's submodules (never
-# names of the half-initialised package), so the loss modules load in any order.
 from .base import DistillLoss
 from .build import (
     DISTILL_LOSS_REGISTRY,

@@ -4,15 +4,14 @@ config node. ``docs/ADDING_A_LOSS.md`` walks through writing one.
 """
 
 import inspect
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
 from detectron2.config import CfgNode as CN
 from detectron2.utils.events import get_event_storage
 
-if TYPE_CHECKING:  # a runtime import would load shared_kd.modeling, which imports this package
-    from ..modeling.outputs import DetectorOutputs
+from ..layers.outputs import DetectorOutputs
 
 __all__ = ["DistillLoss"]
 
@@ -151,9 +150,7 @@ class DistillLoss(nn.Module):
             )
         return cls(**cls.from_shapes(student_shapes, guide_shapes, guide, max_iter, **options))
 
-    def forward(
-        self, student: "DetectorOutputs", guide: "DetectorOutputs"
-    ) -> Dict[str, torch.Tensor]:
+    def forward(self, student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, torch.Tensor]:
         """
         Args:
             student: the student's outputs of this step (features with gradient).

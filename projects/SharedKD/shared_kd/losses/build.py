@@ -37,7 +37,7 @@ A registered class subclasses :class:`shared_kd.losses.base.DistillLoss` and dec
   keywords (a LazyConfig's distiller).
 - ``forward(student: DetectorOutputs, guide: DetectorOutputs) -> Dict[str, Tensor]``: scalar,
   already weighted ``loss_*`` terms, the same names for every guide (see
-  :class:`shared_kd.modeling.outputs.DetectorOutputs`: FPN features N x C x H x W per level,
+  :class:`shared_kd.layers.outputs.DetectorOutputs`: FPN features N x C x H x W per level,
   classification logits when the class sets ``NEEDS_LOGITS``, the student's ``gt_boxes``).
   Diagnostics go to the EventStorage under ``distill/`` (``DistillLoss.put_scalar``).
 - ``PER_GUIDE`` (default True): one instance per guide (teacher and teaching assistants), each

@@ -9,7 +9,7 @@ Every channel of a map becomes a distribution over its positions,
 
 The student learns where each of the teacher's channels puts its mass (the regions a channel
 responds to most), not the scale of the activations. ``A`` is the parameter-free alignment of
-the other feature losses (:func:`~shared_kd.modeling.alignment.align_pair`; the paper adds a
+the other feature losses (:func:`~shared_kd.layers.alignment.align_pair`; the paper adds a
 learned 1x1 conv where the widths differ). The levels' terms are summed, as in the authors'
 detection configs (one term per FPN level, weight 5, tau 1). Their code computes the
 cross-entropy ``-sum p_T log p_S``; the KL differs from it by the teacher's entropy, a constant:
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
-from ..modeling.alignment import align_pair
-from ..modeling.outputs import DetectorOutputs
+from ..layers.alignment import align_pair
+from ..layers.outputs import DetectorOutputs
 from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 

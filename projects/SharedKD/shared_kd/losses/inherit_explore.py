@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
-from ..modeling.alignment import align_pair
-from ..modeling.autoencoder import conv_encoder, load_teacher_encoders, weights_fingerprint
-from ..modeling.outputs import DetectorOutputs
+from ..layers.alignment import align_pair
+from ..layers.encoders import conv_encoder, load_teacher_encoders, weights_fingerprint
+from ..layers.outputs import DetectorOutputs
 from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 

@@ -14,8 +14,8 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 from detectron2.utils.events import get_event_storage
 
-from ..modeling.alignment import align_pair, crop_channels, pool_to
-from ..modeling.outputs import DetectorOutputs
+from ..layers.alignment import align_pair, crop_channels, pool_to
+from ..layers.outputs import DetectorOutputs
 from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 

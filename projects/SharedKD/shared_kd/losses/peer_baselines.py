@@ -17,8 +17,8 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
-from ..modeling.alignment import align_pair
-from ..modeling.outputs import DetectorOutputs
+from ..layers.alignment import align_pair
+from ..layers.outputs import DetectorOutputs
 from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 from .feature_distance import squared_distance

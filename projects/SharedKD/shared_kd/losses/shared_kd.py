@@ -9,7 +9,7 @@ Shared-KD (Electronics 2024, 13(8):1595), as ``docs/METHODS.md`` of this project
   inside the student, level ``i`` guiding level ``j``;
 - ``alpha(t)`` ramps linearly from 0 to ALPHA over ALPHA_WARMUP_ITERS iterations.
 
-``A`` is :func:`~shared_kd.modeling.alignment.align_pair` (pooling + channel cropping); ``D`` is
+``A`` is :func:`~shared_kd.layers.alignment.align_pair` (pooling + channel cropping); ``D`` is
 :func:`~shared_kd.losses.feature_distance.squared_distance`: a mean squared difference, of the
 raw maps (the paper) or of per-channel standardised maps (NORMALIZE "channel"), optionally
 weighting positions inside ground-truth boxes (FOREGROUND_WEIGHT); averaged over levels or pairs.
@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from detectron2.config import CfgNode as CN
 from detectron2.config import configurable
 
-from ..modeling.alignment import align_pair, crop_channels
-from ..modeling.outputs import DetectorOutputs
+from ..layers.alignment import align_pair, crop_channels
+from ..layers.outputs import DetectorOutputs
 from .base import DistillLoss
 from .build import DISTILL_LOSS_REGISTRY
 from .feature_distance import (

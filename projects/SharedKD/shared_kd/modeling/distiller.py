@@ -13,9 +13,11 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.utils.events import get_event_storage
 
 from ..export import student_config
+from ..layers.alignment import crop_to_extent
+from ..layers.levels import resolve_in_features
+from ..layers.outputs import DetectorOutputs
 from ..losses import build_distill_losses, build_distill_losses_from_options
 from ..names import DISTILL_META_ARCH, STUDENT_PREFIX
-from .alignment import crop_to_extent
 from .guide import (
     Guide,
     as_guide,
@@ -24,9 +26,7 @@ from .guide import (
     check_input_formats,
     in_input_format,
 )
-from .levels import resolve_in_features
 from .logits import build_logit_tap
-from .outputs import DetectorOutputs
 
 __all__ = [
     "GUIDE_AUTOCAST_CHOICES",

@@ -1,7 +1,7 @@
 import pytest
 from detectron2.layers import ShapeSpec
 
-from shared_kd.modeling.levels import resolve_in_features
+from shared_kd.layers.levels import resolve_in_features
 
 SHAPES = {"p4": ShapeSpec(channels=8, stride=16), "p2": ShapeSpec(channels=8, stride=4)}
 

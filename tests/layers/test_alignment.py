@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from shared_kd.modeling.alignment import align_pair, crop_channels, pool_to
+from shared_kd.layers.alignment import align_pair, crop_channels, pool_to
 
 
 @pytest.fixture(autouse=True)
