@@ -70,6 +70,8 @@ def test_a_lazy_student_distils_from_a_lazy_teacher(lazy_distilled):
     train = [r for r in metrics(out) if "total_loss" in r]
     assert [r["iteration"] for r in train] == [0, 1, 2]
     assert {"loss_sharedkd_ident", "loss_sharedkd_cross", "loss_cls"} <= set(train[-1])
+    # the TSM's health follows train.log_period=1 (every iteration), not detectron2's 20
+    assert [r["iteration"] for r in train if "distill/tsm_gate0_p2" in r] == [0, 1, 2]
     assert not any("bbox/AP" in r for r in metrics(out))  # ~dataloader.evaluator: none
     # only the student's and the losses' weights are saved (the teacher is a guest)
     state = torch.load(os.path.join(out, "model_final.pth"), weights_only=True)["model"]

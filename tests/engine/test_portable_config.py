@@ -16,9 +16,9 @@ import yaml
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
-from shared_kd.config import add_sharedkd_config, load_config
+from shared_kd.config import add_sharedkd_config, load_config, plain_detector_config
 from shared_kd.engine import write_portable_config
-from shared_kd.export import SHAREDKD_CONFIG, export_student, student_config, write_configs
+from shared_kd.export import SHAREDKD_CONFIG, export_student, write_configs
 from shared_kd.utils.testing import get_tiny_cfg
 
 from ..coco_subset import shapes_root
@@ -144,10 +144,10 @@ def _vanilla_reads(path):
     return cfg
 
 
-def test_student_config_strips_the_project_keys():
+def test_plain_detector_config_strips_the_project_keys():
     cfg = get_tiny_cfg("faster_rcnn")
     cfg.DATASETS.COCO_INSTANCES = [["mine", "/a.json", "/imgs"]]
-    out = student_config(cfg)
+    out = plain_detector_config(cfg)
     assert "DISTILL" not in out.MODEL and "FCOS" not in out.MODEL
     assert "COCO_INSTANCES" not in out.DATASETS
     assert cfg.DATASETS.COCO_INSTANCES == [["mine", "/a.json", "/imgs"]]  # a copy was changed
@@ -156,9 +156,9 @@ def test_student_config_strips_the_project_keys():
     distill = get_tiny_cfg("retinanet")
     distill.MODEL.META_ARCHITECTURE = "DistillationDetector"
     distill.MODEL.DISTILL.STUDENT_META_ARCHITECTURE = "RetinaNet"
-    assert student_config(distill).MODEL.META_ARCHITECTURE == "RetinaNet"
+    assert plain_detector_config(distill).MODEL.META_ARCHITECTURE == "RetinaNet"
 
-    fcos = student_config(get_tiny_cfg("fcos"))
+    fcos = plain_detector_config(get_tiny_cfg("fcos"))
     assert fcos.MODEL.FCOS.NUM_CLASSES == 3  # building an FCOS needs its keys (and shared_kd)
     assert "DISTILL" not in fcos.MODEL
 
@@ -167,7 +167,7 @@ def test_student_config_strips_the_project_keys():
 def test_write_configs(tmp_path, datasets):
     cfg = get_tiny_cfg("faster_rcnn")
     cfg.DATASETS.COCO_INSTANCES = datasets
-    write_configs(student_config(cfg), str(tmp_path), cfg.DATASETS.COCO_INSTANCES)
+    write_configs(plain_detector_config(cfg), str(tmp_path), cfg.DATASETS.COCO_INSTANCES)
     vanilla = _vanilla_reads(tmp_path / "config.yaml")
     assert vanilla.MODEL.ROI_HEADS.NUM_CLASSES == 3
     assert vanilla.MODEL.FPN.OUT_CHANNELS == cfg.MODEL.FPN.OUT_CHANNELS

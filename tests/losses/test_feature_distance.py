@@ -8,7 +8,7 @@ from detectron2.utils.events import EventStorage
 from torch.testing import assert_close
 
 from shared_kd.losses.feature_distance import (
-    LOG_PERIOD,
+    DEFAULT_LOG_PERIOD,
     NORMALIZATIONS,
     current_iteration,
     foreground_masks,
@@ -296,7 +296,7 @@ def test_current_iteration():
     ],
 )
 def test_is_logging_iteration(iteration, max_iter, expected):
-    assert LOG_PERIOD == 20
+    assert DEFAULT_LOG_PERIOD == 20  # detectron2's PeriodicWriter default
     with EventStorage(start_iter=iteration):
         assert is_logging_iteration(max_iter) is expected
 

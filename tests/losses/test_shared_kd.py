@@ -870,6 +870,18 @@ def test_tsm_health_scalars_only_on_logging_iterations():
     assert _distill_scalars(storage) == {}
 
 
+def test_tsm_health_follows_the_trainers_log_period():
+    # a trainer writing every 5 iterations: health on iterations 4, 9, ..., not on 19 alone
+    s = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    t = {"p2": torch.randn(1, 2, 4, 4), "p3": torch.randn(1, 2, 2, 2)}
+    loss = _loss(max_iter=1000)
+    loss.log_period = 5
+    for it, logged in ((4, True), (9, True), (7, False)):
+        with EventStorage(start_iter=it) as storage:
+            _run(loss, s, t)
+        assert bool(_distill_scalars(storage)) is logged, it
+
+
 def test_new_config_keys_reach_the_loss():
     cfg = _cfg()
     c = cfg.MODEL.DISTILL.SHARED_KD

@@ -15,6 +15,7 @@ from detectron2.utils.events import EventStorage
 
 from shared_kd.checkpoint import TeacherLoadError
 from shared_kd.export import export_student
+from shared_kd.losses import DistillLoss
 from shared_kd.modeling import DistillationDetector, average_over_guides
 from shared_kd.utils.testing import TINY_FAMILIES, get_tiny_cfg, random_batch
 
@@ -417,6 +418,13 @@ def test_guides_read_skips_a_guide_no_loss_reads(tmp_path):
         model.student(batch)
         terms = model.distillation_losses(model.student_outputs(batch), batch)
     assert list(terms) == ["loss_sharedkd_cross"]
+
+
+def test_set_log_period_reaches_every_loss(distiller):
+    losses = [m for m in distiller.losses.modules() if isinstance(m, DistillLoss)]
+    assert losses and all(m.log_period == 20 for m in losses)  # detectron2's default
+    distiller.set_log_period(7)
+    assert all(m.log_period == 7 for m in losses)
 
 
 def test_logit_tap_snapshot_restores_what_the_student_recorded(tmp_path):

@@ -24,7 +24,27 @@ __all__ = [
     "StrictCheckpointer",
     "TeacherLoadError",
     "load_checkpoint_file",
+    "student_state_dict",
 ]
+
+
+def student_state_dict(state_dict):
+    """
+    The student's weights in a DistillationDetector state dict: its ``student.*`` entries
+    without the prefix (the guides are not in it; ``losses.*`` are dropped).
+
+    Raises:
+        ValueError: when there are none (not a SharedKD distillation checkpoint).
+    """
+    student = {
+        k[len(STUDENT_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(STUDENT_PREFIX)
+    }
+    if not student:
+        raise ValueError(
+            "No 'student.*' weights found: this is not a SharedKD distillation checkpoint "
+            "(a plain detectron2 checkpoint needs no export)."
+        )
+    return student
 
 
 class CheckpointReadError(RuntimeError):
@@ -141,11 +161,7 @@ class StrictCheckpointer(SafeCheckpointer):
     def _load_model(self, checkpoint):
         state = checkpoint["model"]
         if any(k.startswith(STUDENT_PREFIX) for k in state):
-            checkpoint["model"] = {
-                k[len(STUDENT_PREFIX) :]: v
-                for k, v in state.items()
-                if k.startswith(STUDENT_PREFIX)
-            }
+            checkpoint["model"] = student_state_dict(state)
         incompatible = super()._load_model(checkpoint)
         problems = []
         if incompatible.missing_keys:

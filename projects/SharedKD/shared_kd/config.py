@@ -10,12 +10,14 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
 from .losses import add_distill_loss_configs
+from .names import DISTILL_META_ARCH
 
 __all__ = [
     "MODEL_ZOO_PREFIX",
     "add_dataset_config",
     "add_sharedkd_config",
     "load_config",
+    "plain_detector_config",
     "resolve_config_file",
 ]
 
@@ -130,3 +132,22 @@ def add_fcos_config(cfg):
     _C.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
     _C.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
     _C.MODEL.FCOS.NMS_THRESH_TEST = 0.6
+
+
+def plain_detector_config(cfg):
+    """
+    The config of the detector ``cfg`` builds, as plain detectron2 reads it: for a distillation
+    config the student's (its meta-architecture, ``MODEL.DISTILL.STUDENT_META_ARCHITECTURE``),
+    for a plain one (teacher, assistant, baseline) the same detector; in both cases without
+    SharedKD's keys, so vanilla ``get_cfg().merge_from_file`` reads it. A yaml FCOS keeps
+    ``MODEL.FCOS``: building it needs ``import shared_kd``. A new config; ``cfg`` is unchanged.
+    """
+    out = cfg.clone()
+    out.defrost()
+    if out.MODEL.META_ARCHITECTURE == DISTILL_META_ARCH:
+        out.MODEL.META_ARCHITECTURE = out.MODEL.DISTILL.STUDENT_META_ARCHITECTURE
+    out.MODEL.pop("DISTILL", None)
+    if out.MODEL.META_ARCHITECTURE != "FCOS":
+        out.MODEL.pop("FCOS", None)
+    out.DATASETS.pop("COCO_INSTANCES", None)
+    return out

@@ -26,9 +26,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 from detectron2.export import TracingAdapter
-from detectron2.modeling import GeneralizedRCNN
-from detectron2.modeling.meta_arch.dense_detector import DenseDetector
 
+from .modeling.families import family_of
 from .utils.io import atomic_write
 
 __all__ = [
@@ -50,24 +49,6 @@ UNSUPPORTED = {
 ONNX_OPSET = 17  # torchvision's roi_align (aligned) needs >= 16
 
 
-def _inference(model: nn.Module):
-    """How to run the detector for tracing: R-CNN without postprocessing, dense detectors as
-    they are (their eval forward returns boxes in the input's pixels)."""
-    if isinstance(model, GeneralizedRCNN):
-
-        def inference(model, inputs):
-            # do_postprocess=False: boxes in the input's pixels, masks as RoI masks
-            return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
-
-        return inference
-    if isinstance(model, DenseDetector):
-        return None
-    raise ValueError(
-        f"Export supports GeneralizedRCNN (Faster/Mask R-CNN) and dense detectors (RetinaNet, "
-        f"FCOS), not {type(model).__name__}."
-    )
-
-
 def trace_detector(model: nn.Module, image: torch.Tensor):
     """
     ``(traced TorchScript module, TracingAdapter)`` of ``model`` in eval mode, traced on
@@ -85,7 +66,8 @@ def trace_detector(model: nn.Module, image: torch.Tensor):
 
 def _adapter(model: nn.Module, image: torch.Tensor) -> TracingAdapter:
     model = getattr(model, "student", model).eval()  # a distillation model exports its student
-    return TracingAdapter(model, [{"image": image}], _inference(model))
+    inference = family_of(model, "Export").export_inference
+    return TracingAdapter(model, [{"image": image}], inference)
 
 
 def output_names(adapter: TracingAdapter) -> List[str]:

@@ -22,8 +22,7 @@ from detectron2.data import DatasetMapper
 from detectron2.modeling import build_model
 from omegaconf import DictConfig
 
-from .config import load_config, resolve_config_file
-from .export import student_config
+from .config import load_config, plain_detector_config, resolve_config_file
 from .lazy import LazyConfigError, is_lazy_config, load_lazy_config, target_name
 from .names import DISTILL_META_ARCH
 
@@ -48,7 +47,7 @@ def yaml_model(config_file: str, opts: Sequence[str] = ()) -> nn.Module:
     Its ``MODEL.WEIGHTS`` are not loaded: a LazyConfig run initialises from
     ``train.init_checkpoint``.
     """
-    cfg = student_config(load_config(resolve_config_file(config_file), opts))
+    cfg = plain_detector_config(load_config(resolve_config_file(config_file), opts))
     if cfg.MODEL.WEIGHTS:
         logger.warning(
             f"{config_file}: MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r} is not loaded by yaml_model; set "
@@ -224,6 +223,6 @@ def load_detector_config(
             "with (its _BASE_ files beside it)."
         ) from e
     datasets = cfg.DATASETS.get("COCO_INSTANCES", [])
-    cfg = student_config(cfg)
+    cfg = plain_detector_config(cfg)
     cfg.freeze()
     return DetectorConfig(config_file, cfg, datasets=datasets)

@@ -5,8 +5,8 @@ a LazyConfig run, a LazyConfig ``config.yaml`` whose ``model`` is the student, w
 ``instantiate`` + ``DetectionCheckpointer`` (or detectron2's ``tools/lazyconfig_train_net.py
 --eval-only``) read.
 
-:func:`student_config` is also how the distiller and the guide loader (``shared_kd.modeling``)
-turn a distillation config into its student's, so this module must not import ``modeling``.
+The student's yacs config comes from :func:`shared_kd.config.plain_detector_config`, its weights
+from :func:`shared_kd.checkpoint.student_state_dict`.
 """
 
 import copy
@@ -17,17 +17,16 @@ import torch
 from detectron2.config import LazyConfig
 from omegaconf import DictConfig
 
-from .config import load_config, resolve_config_file
+from .checkpoint import student_state_dict
+from .config import load_config, plain_detector_config, resolve_config_file
 from .lazy import target_name
-from .names import DISTILL_META_ARCH, STUDENT_PREFIX
+from .names import DISTILL_META_ARCH
 from .utils.io import atomic_write
 
 __all__ = [
     "SHAREDKD_CONFIG",
     "export_student",
     "lazy_student_config",
-    "student_config",
-    "student_state_dict",
     "write_configs",
 ]
 
@@ -35,43 +34,13 @@ __all__ = [
 SHAREDKD_CONFIG = "config.sharedkd.yaml"
 
 
-def student_state_dict(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """The ``student.*`` entries of a DistillationDetector state dict, without the prefix."""
-    student = {
-        k[len(STUDENT_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(STUDENT_PREFIX)
-    }
-    if not student:
-        raise ValueError(
-            "No 'student.*' weights found: this is not a SharedKD distillation checkpoint "
-            "(a plain detectron2 checkpoint needs no export)."
-        )
-    return student
-
-
-def student_config(cfg):
-    """
-    The student's config as a plain detectron2 config: the student's meta-architecture, and
-    none of SharedKD's keys (so vanilla ``get_cfg().merge_from_file`` reads it). A yaml FCOS
-    student keeps ``MODEL.FCOS``: building it needs ``import shared_kd``. A plain (teacher,
-    baseline) config gives the same config without SharedKD's keys.
-    """
-    out = cfg.clone()
-    out.defrost()
-    if out.MODEL.META_ARCHITECTURE == DISTILL_META_ARCH:
-        out.MODEL.META_ARCHITECTURE = out.MODEL.DISTILL.STUDENT_META_ARCHITECTURE
-    out.MODEL.pop("DISTILL", None)
-    if out.MODEL.META_ARCHITECTURE != "FCOS":
-        out.MODEL.pop("FCOS", None)
-    out.DATASETS.pop("COCO_INSTANCES", None)
-    return out
-
-
 def write_configs(config, output_dir: str, datasets=()) -> None:
     """
-    Write ``config`` (a :func:`student_config`) as ``output_dir/config.yaml``, for vanilla
-    detectron2 tools; when the run registered its own datasets (``datasets``, the value of
-    ``DATASETS.COCO_INSTANCES``), also ``config.sharedkd.yaml``: the same with that key, which
-    ``train_net.py --eval-only`` reads to register them again.
+    Write ``config`` (a :func:`~shared_kd.config.plain_detector_config`) as
+    ``output_dir/config.yaml``, for vanilla detectron2 tools; when the run registered its own
+    datasets (``datasets``, the value of ``DATASETS.COCO_INSTANCES``), also
+    ``config.sharedkd.yaml``: the same with that key, which ``train_net.py --eval-only`` reads
+    to register them again.
     """
     files = [("config.yaml", config)]
     if datasets:
@@ -130,7 +99,7 @@ def export_student(cfg, state_dict: Dict[str, torch.Tensor], output_dir: str) ->
             )
             return model_path
         cfg = load_config(resolve_config_file(student.config_file), student.get("opts", ()))
-    config = student_config(cfg)
+    config = plain_detector_config(cfg)
     config.MODEL.WEIGHTS = model_path
     # Evaluating the export must not write into (and overwrite results of) the training run.
     config.OUTPUT_DIR = os.path.abspath(output_dir)

@@ -9,7 +9,7 @@ random ResNets train with finite losses, at the speed of trained ones.
 :func:`run_benchmark` measures, after warm-up, the wall time of
 
 - (a) ``student_step``: a training step of the student built alone from the distillation config
-  (:func:`shared_kd.export.student_config`), as detectron2 trains it: its ``SimpleTrainer``'s
+  (:func:`shared_kd.config.plain_detector_config`), as detectron2 trains it: its ``SimpleTrainer``'s
   ``run_step`` (forward with its own losses, backward, metric write, optimizer step) and an
   LR-scheduler step;
 - (b) ``teacher_forward``: ``DistillationDetector.guide_outputs`` of every guide the losses
@@ -64,7 +64,8 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
 from .. import config
-from ..export import student_config
+from ..config import plain_detector_config
+from ..data.register import model_num_classes
 from ..layers.levels import resolve_in_features
 from ..layers.outputs import DetectorOutputs
 from ..modeling.autoencoder import TeacherAutoEncoder
@@ -131,7 +132,7 @@ def build_student(cfg) -> nn.Module:
     """The distillation config's student, built alone (no guides, no distillation)."""
     _check_distill_cfg(cfg)
     _seed(cfg)
-    return build_model(student_config(cfg))
+    return build_model(plain_detector_config(cfg))
 
 
 def build_random_guides(cfg) -> List[Guide]:
@@ -236,9 +237,12 @@ def synthetic_batch(cfg, height: int, width: int, num_images: int, seed: int = 0
     (and box-shaped polygon masks if ``MODEL.MASK_ON``): timing needs no dataset.
     """
     g = torch.Generator().manual_seed(seed)
-    num_classes = min(
-        cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.MODEL.RETINANET.NUM_CLASSES, cfg.MODEL.FCOS.NUM_CLASSES
-    )
+    num_classes = model_num_classes(cfg)[1]
+    if num_classes is None:
+        raise ValueError(
+            f"Synthetic batches need the number of classes of a detector family; "
+            f"{cfg.MODEL.META_ARCHITECTURE!r} is of none (shared_kd.modeling.families)."
+        )
     batch = []
     for _ in range(num_images):
         k = int(torch.randint(2, 13, (1,), generator=g))

@@ -16,6 +16,8 @@ from typing import List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..config import plain_detector_config
+from ..modeling.families import num_classes_key
 from .checks import DatasetError
 
 __all__ = [
@@ -124,21 +126,16 @@ def _num_categories(name: str):
 
 def model_num_classes(cfg):
     """
-    (key, number of classes) of the detector ``cfg`` describes (the student's, for a
-    distillation config), or (None, None) for a meta-architecture it does not know.
+    (key, number of classes) of the detector ``cfg`` builds (the student's, for a distillation
+    config), or (None, None) for a meta-architecture no family in
+    :data:`shared_kd.modeling.families.FAMILIES` has.
     """
-    arch = cfg.MODEL.META_ARCHITECTURE
-    if arch == "DistillationDetector":
-        arch = cfg.MODEL.DISTILL.STUDENT_META_ARCHITECTURE
-    keys = {
-        "GeneralizedRCNN": "ROI_HEADS",
-        "RetinaNet": "RETINANET",
-        "FCOS": "FCOS",
-    }
-    if arch not in keys:
+    detector = plain_detector_config(cfg)
+    key = num_classes_key(detector.MODEL.META_ARCHITECTURE)
+    if key is None:
         return None, None
-    node = keys[arch]
-    return f"MODEL.{node}.NUM_CLASSES", cfg.MODEL[node].NUM_CLASSES
+    node = key.split(".")[1]
+    return key, detector.MODEL[node].NUM_CLASSES
 
 
 def check_num_classes(cfg, names: Sequence[str], key: str) -> None:

@@ -5,12 +5,12 @@ import os
 
 import detectron2.utils.comm as comm
 import numpy as np
-from detectron2.engine import HookBase
+from detectron2.engine import HookBase, hooks
 from detectron2.utils.env import seed_all_rng
 
 from ..export import export_student
 
-__all__ = ["ExportStudentHook", "ReseedHook"]
+__all__ = ["ExportStudentHook", "ReseedHook", "writer_period"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +63,14 @@ class ReseedHook(HookBase):
             return
         state = np.random.SeedSequence([self._seed, comm.get_rank(), it]).generate_state(1)
         seed_all_rng(int(state[0]) % 2**31)
+
+
+def writer_period(hook_list):
+    """
+    The period of the ``PeriodicWriter`` among ``hook_list`` (how often the trainer writes
+    scalars), or None when there is none (processes other than the main one write nothing).
+    """
+    for h in hook_list:
+        if isinstance(h, hooks.PeriodicWriter):
+            return h._period  # detectron2 keeps it private; v0.6 and main alike
+    return None

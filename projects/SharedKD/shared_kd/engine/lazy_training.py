@@ -152,6 +152,9 @@ def build_lazy_trainer(cfg: DictConfig, resume: bool = False):
     checkpointer = SafeCheckpointer(model, output_dir, trainer=trainer)
     period = cfg.train.checkpointer.get("period", 5000)
     distill = target_name(cfg.model) == DISTILL_META_ARCH
+    log_period = cfg.train.get("log_period", 20)
+    if distill:
+        model.set_log_period(log_period)
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
@@ -165,7 +168,7 @@ def build_lazy_trainer(cfg: DictConfig, resume: bool = False):
             hooks.EvalHook(cfg.train.get("eval_period", 0), lambda: do_test(cfg, ddp_model)),
             hooks.PeriodicWriter(
                 default_writers(output_dir, cfg.train.max_iter),
-                period=cfg.train.get("log_period", 20),
+                period=log_period,
             )
             if comm.is_main_process()
             else None,

@@ -6,7 +6,9 @@ from typing import List
 
 import detectron2.utils.comm as comm
 
-from ..export import student_config, write_configs
+from ..config import plain_detector_config
+from ..export import write_configs
+from ..names import AUTOENCODER_META_ARCH, DISTILL_META_ARCH
 
 __all__ = [
     "OutputDirInUseError",
@@ -16,7 +18,7 @@ __all__ = [
 ]
 
 # Models that only this project can build: their config.yaml stays as detectron2 wrote it.
-PROJECT_META_ARCHS = ("DistillationDetector", "TeacherAutoEncoder")
+PROJECT_META_ARCHS = (DISTILL_META_ARCH, AUTOENCODER_META_ARCH)
 
 
 class OutputDirInUseError(RuntimeError):
@@ -62,4 +64,4 @@ def write_portable_config(cfg) -> None:
     """
     if not comm.is_main_process() or cfg.MODEL.META_ARCHITECTURE in PROJECT_META_ARCHS:
         return
-    write_configs(student_config(cfg), cfg.OUTPUT_DIR, cfg.DATASETS.COCO_INSTANCES)
+    write_configs(plain_detector_config(cfg), cfg.OUTPUT_DIR, cfg.DATASETS.COCO_INSTANCES)

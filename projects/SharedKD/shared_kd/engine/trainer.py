@@ -16,7 +16,7 @@ from ..data.register import check_num_classes
 from ..data.sampler import ResumableLoader, ResumableSampler, give_own_generator
 from ..modeling import DistillationDetector
 from ..utils.env import detectron2_has_compiled_ops
-from .hooks import ExportStudentHook, ReseedHook
+from .hooks import ExportStudentHook, ReseedHook, writer_period
 from .launch import create_ddp_model
 
 __all__ = ["Trainer"]
@@ -113,6 +113,9 @@ class Trainer(DefaultTrainer):
             # Before the final evaluation: the export must not depend on it succeeding.
             at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
             ret.insert(at, ExportStudentHook(self.cfg, model, self.cfg.OUTPUT_DIR))
+            period = writer_period(ret)
+            if period is not None:
+                model.set_log_period(period)
         return ret
 
     def state_dict(self):

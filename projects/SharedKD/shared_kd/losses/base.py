@@ -12,6 +12,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.utils.events import get_event_storage
 
 from ..layers.outputs import DetectorOutputs
+from .feature_distance import DEFAULT_LOG_PERIOD
 
 __all__ = ["DistillLoss"]
 
@@ -48,6 +49,10 @@ class DistillLoss(nn.Module):
     guide_index: int = 0
     # The name of its config node under MODEL.DISTILL (e.g. "SHARED_KD"); None: no keys.
     CONFIG_NODE: Optional[str] = None
+    # Every how many iterations the trainer writes scalars: diagnostics that cost a device sync
+    # are computed only then (feature_distance.is_logging_iteration). Set by the trainer through
+    # DistillationDetector.set_log_period; detectron2's default until then.
+    log_period: int = DEFAULT_LOG_PERIOD
 
     @property
     def needs_guide(self) -> bool:

@@ -11,7 +11,7 @@ from detectron2.utils.events import get_event_storage
 
 __all__ = [
     "NORMALIZATIONS",
-    "LOG_PERIOD",
+    "DEFAULT_LOG_PERIOD",
     "current_iteration",
     "foreground_masks",
     "foreground_weights",
@@ -24,9 +24,10 @@ __all__ = [
 # and unit variance over batch and positions before the distance (PKD, Cao et al. 2022).
 NORMALIZATIONS = ("none", "channel")
 
-# detectron2's DefaultTrainer writes metrics every 20 iterations (hooks.PeriodicWriter(period=20)
-# in build_hooks, v0.6 and main alike); health scalars are computed only for those iterations.
-LOG_PERIOD = 20
+# detectron2's writers record scalars every 20 iterations unless told otherwise
+# (DefaultTrainer.build_hooks: PeriodicWriter(period=20); LazyConfig: train.log_period). The
+# trainers tell each loss their actual period (DistillationDetector.set_log_period).
+DEFAULT_LOG_PERIOD = 20
 
 
 def current_iteration() -> Optional[int]:
@@ -37,14 +38,14 @@ def current_iteration() -> Optional[int]:
         return None
 
 
-def is_logging_iteration(max_iter: int) -> bool:
+def is_logging_iteration(max_iter: int, period: int = DEFAULT_LOG_PERIOD) -> bool:
     """
-    True on the iterations at which detectron2's writers record scalars (every
-    :data:`LOG_PERIOD`-th and the last), so that diagnostics that need a device sync are
+    True on the iterations at which detectron2's writers record scalars (every ``period``-th,
+    the writer's period, and the last), so that diagnostics that need a device sync are
     computed only when they are written.
     """
     it = current_iteration()
-    return it is not None and ((it + 1) % LOG_PERIOD == 0 or it == max_iter - 1)
+    return it is not None and ((it + 1) % period == 0 or it == max_iter - 1)
 
 
 def standardize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

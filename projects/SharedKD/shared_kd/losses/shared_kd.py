@@ -414,7 +414,7 @@ class SharedKDLoss(DistillLoss):
             targets, gates = self.tsm(
                 teacher, channels=[s.shape[1] for s in student], return_gates=True
             )
-            if is_logging_iteration(self.max_iter):
+            if is_logging_iteration(self.max_iter, self.log_period):
                 self._log_tsm_health(teacher, targets, gates)
         terms = []
         for i, (s, t) in enumerate(zip(student, targets)):

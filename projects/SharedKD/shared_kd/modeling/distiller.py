@@ -12,12 +12,13 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from detectron2.utils.events import get_event_storage
 
-from ..export import student_config
+from ..config import plain_detector_config
 from ..layers.alignment import crop_to_extent
 from ..layers.levels import resolve_in_features
 from ..layers.outputs import DetectorOutputs
-from ..losses import build_distill_losses, build_distill_losses_from_options
+from ..losses import DistillLoss, build_distill_losses, build_distill_losses_from_options
 from ..names import DISTILL_META_ARCH, STUDENT_PREFIX
+from .families import build_logit_tap
 from .guide import (
     Guide,
     as_guide,
@@ -26,7 +27,6 @@ from .guide import (
     check_input_formats,
     in_input_format,
 )
-from .logits import build_logit_tap
 
 __all__ = [
     "GUIDE_AUTOCAST_CHOICES",
@@ -327,7 +327,7 @@ class DistillationDetector(nn.Module):
         d = cfg.MODEL.DISTILL
         if d.STUDENT_META_ARCHITECTURE == DISTILL_META_ARCH:
             raise ValueError("MODEL.DISTILL.STUDENT_META_ARCHITECTURE cannot be itself")
-        student = build_model(student_config(cfg))
+        student = build_model(plain_detector_config(cfg))
         ta = d.ASSISTANTS
         if len(ta.CONFIG_FILES) != len(ta.WEIGHTS):
             raise ValueError(
@@ -365,6 +365,12 @@ class DistillationDetector(nn.Module):
             "guide_autocast": d.GUIDE_AUTOCAST,
             "max_iter": cfg.SOLVER.MAX_ITER,
         }
+
+    def set_log_period(self, period: int) -> None:
+        """Tell every loss how often the trainer writes scalars (its PeriodicWriter's period)."""
+        for module in self.losses.modules():
+            if isinstance(module, DistillLoss):
+                module.log_period = period
 
     @property
     def teacher(self) -> nn.Module:

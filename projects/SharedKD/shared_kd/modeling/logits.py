@@ -20,7 +20,7 @@ from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_
 
 from .guide import padding_of
 
-__all__ = ["DenseLogitTap", "RCNNLogitTap", "build_logit_tap"]
+__all__ = ["DenseLogitTap", "RCNNLogitTap"]
 
 
 class _LogitTap:
@@ -160,15 +160,3 @@ class DenseLogitTap(_LogitTap):
     def guide_logits(self, guide, features) -> torch.Tensor:
         per_level = guide.head([features[f] for f in guide.head_in_features])[0]
         return self._flatten(per_level)
-
-
-def build_logit_tap(student):
-    """The tap for the student's family (R-CNN or dense)."""
-    if isinstance(student, GeneralizedRCNN):
-        return RCNNLogitTap(student)
-    if isinstance(student, DenseDetector):
-        return DenseLogitTap(student)
-    raise ValueError(
-        f"Logit distillation supports GeneralizedRCNN and dense detectors (RetinaNet, FCOS), "
-        f"not {type(student).__name__}"
-    )
