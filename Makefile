@@ -19,8 +19,10 @@ STAMP := .cache/installed$(subst /,_,$(abspath $(PY)))
 DEPS := setup.py pyproject.toml tools/bootstrap.py $(wildcard tools/bootstrap_templates/*) \
 	$(wildcard requirements/*.txt)
 PYTEST_ARGS ?=
+# Test processes side by side (pytest-xdist): the 2 cores of CI and of the dev machines.
+TEST_JOBS ?= 2
 
-.PHONY: install demo test lint format clean mkd-pipeline study gpu-prepare gpu-check
+.PHONY: install demo test test-fast lint format clean mkd-pipeline study gpu-prepare gpu-check
 
 install: $(STAMP)
 
@@ -66,8 +68,13 @@ format: install
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# Everything (what CI runs); whole files go to one worker, so their trained runs are shared.
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+
+# The sub-minute loop: all but the tests marked `slow` (they train detectors or start processes).
+test-fast: install
+	$(PY) -m pytest -m "not slow" -n $(TEST_JOBS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf .cache output datasets/shapes

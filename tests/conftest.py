@@ -1,10 +1,53 @@
+import contextlib
+import multiprocessing
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n N` (make test): the N workers share the cores, so each computes on one thread,
+    # as do the processes it starts (train_net.py runs read OMP_NUM_THREADS).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+# ---- the `slow` marker: tests that train or start processes -----------------------------------
+# `make test-fast` (pytest -m "not slow") leaves them out. A test without the mark that starts a
+# process (subprocess, multiprocessing: train_net.py runs, DDP, data-loader workers), in its
+# fixtures or its body, fails and says so, so the fast loop stays fast as tests are added.
+
+
+@contextlib.contextmanager
+def _no_processes_unless_slow(item):
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(
+            f"{item.nodeid} starts a process: mark it (or its module) @pytest.mark.slow"
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refuse)
+        patch.setattr(multiprocessing.Process, "start", refuse)
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _no_processes_unless_slow(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _no_processes_unless_slow(item):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -208,6 +208,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "break_it, error, match", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS]
 )
@@ -218,6 +219,7 @@ def test_bad_model_input_fails_before_training(tmp_path, break_it, error, match)
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_the_good_setup_builds(tmp_path):
     build_model(mkd_cfg(tmp_path))  # so the failures above come from the one change each
 
@@ -279,6 +281,7 @@ def test_unregistered_dataset():
         check_datasets(["nope"], "DATASETS.TEST")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_names_the_term_and_iteration(tmp_path):
     cfg = mkd_cfg(tmp_path, losses=["SharedKDLoss"])
     cfg.MODEL.DISTILL.SHARED_KD.ALPHA = float("inf")

@@ -19,6 +19,8 @@ from shared_kd.utils.testing import get_tiny_cfg, random_batch
 
 from .conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # times training steps, some in fresh processes
+
 
 def _distill_cfg(tmp_path, family="faster_rcnn", losses=("SharedKDLoss",), assistants=0):
     """A tiny distillation config whose guides exist only as config files (no weights)."""

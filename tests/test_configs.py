@@ -60,6 +60,7 @@ def test_lazy_configs_exist():
     assert len(LAZY_CONFIGS) >= 6
 
 
+@pytest.mark.slow
 def test_every_guide_config_a_shipped_config_names_exists():
     for path in CONFIGS:
         cfg = get_cfg()
@@ -80,6 +81,7 @@ def test_studies_exist():
     assert len(STUDIES) >= 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: os.path.relpath(p, REPO_ROOT))
 def test_study_file_loads_and_names_shipped_configs(path):
     spec = load_study_spec(path)

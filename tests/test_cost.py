@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from detectron2.data import build_detection_test_loader
 from detectron2.modeling import build_model
@@ -25,6 +26,8 @@ from shared_kd.benchmark import compare_costs, costs_markdown, measure_detector
 from shared_kd.config import load_config
 
 from .conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # runs the cost tool and exports in processes
 
 CONFIG = os.path.join(REPO_ROOT, "configs", "shapes", "faster_rcnn_R18_FPN_tiny.yaml")
 TEACHER = os.path.join(REPO_ROOT, "configs", "shapes", "faster_rcnn_R34_FPN_tiny_teacher.py")

@@ -9,6 +9,8 @@ from PIL import Image
 
 from .conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # runs the demo / study / GPU-check tools in processes
+
 SMOKE = ["SOLVER.MAX_ITER", "4", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1"]
 SMOKE += ["DATALOADER.NUM_WORKERS", "0", "SOLVER.STEPS", "(3,)"]
 

@@ -24,6 +24,8 @@ from shared_kd.utils.testing import get_tiny_cfg
 
 from .conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # runs the cost tool and exports in processes
+
 FAMILIES = ("faster_rcnn", "mask_rcnn", "retinanet", "fcos")
 NUM_IMAGES = 2
 # Runs in a fresh interpreter: loads every exported file with torch / torchvision / onnxruntime

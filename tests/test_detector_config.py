@@ -81,6 +81,7 @@ def test_bad_configs_are_named(tmp_path):
         load_detector_config("", role="teacher", key="MODEL.DISTILL.TEACHER.CONFIG_FILE")
 
 
+@pytest.mark.slow
 def test_a_lazy_distillation_config_with_a_yaml_student(tmp_path):
     """student=L(yaml_model)(...): built by build_model, read and exported as a yaml config."""
     yaml_student = os.path.join(SHAPES, "faster_rcnn_R18_FPN_tiny.yaml")

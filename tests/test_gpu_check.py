@@ -11,6 +11,8 @@ import pytest
 
 from .conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # runs the demo / study / GPU-check tools in processes
+
 SCRIPT = os.path.join(REPO_ROOT, "tools", "gpu_check.sh")
 
 

@@ -11,6 +11,8 @@ import ast
 import os
 from typing import Dict, List, Set
 
+import pytest
+
 # Found from the source tree, not by importing it: a cycle may make the import itself fail.
 PACKAGE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "projects", "SharedKD", "shared_kd"
@@ -104,6 +106,7 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
     return []
 
 
+@pytest.mark.slow
 def test_no_import_cycle_in_shared_kd():
     graph, _ = import_graph(PACKAGE_DIR)
     assert "shared_kd.losses.base" in graph and "shared_kd.layers.outputs" in graph

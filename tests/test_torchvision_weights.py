@@ -54,6 +54,7 @@ def _resnet_trunk(net, x):
     return net.layer4(net.layer3(net.layer2(net.layer1(x))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [18, 50])
 def test_a_resnet_gives_the_same_features(depth):
     torch.manual_seed(depth)
@@ -100,6 +101,7 @@ def test_a_regnet_gives_the_same_features():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_tool_writes_a_checkpoint_a_student_loads(tmp_path):
     net = _random_bn_statistics(torchvision.models.resnet18())
     src, out = tmp_path / "resnet18.pth", tmp_path / "R-18.pth"

@@ -67,6 +67,7 @@ def test_default_levels_common_and_fine_to_coarse():
         default_levels({"p2": rcnn["p2"]}, {"p7": dense["p7"]})
 
 
+@pytest.mark.slow
 def test_a_lazy_teacher_against_a_yaml_student(tiny_models, tmp_path):
     """A LazyConfig (.py) detector and a yaml one: each read with its own config system."""
     config = os.path.join(REPO_ROOT, "configs", "shapes", "faster_rcnn_R34_FPN_tiny_teacher.py")
@@ -86,6 +87,7 @@ def test_a_lazy_teacher_against_a_yaml_student(tiny_models, tmp_path):
     assert gaps.info["dataset"] == "shapes_val"
 
 
+@pytest.mark.slow
 def test_teacher_vs_student(tiny_models):
     m = tiny_models
     gaps = feature_gaps_from_files(
@@ -131,6 +133,7 @@ def test_mismatched_weights_are_an_error(tiny_models):
         load_detector(m["student"], "nowhere.pth", weights_flag="--student-weights")
 
 
+@pytest.mark.slow
 def test_cli_writes_markdown_json_png(tiny_models, tmp_path, capsys):
     m = tiny_models
     out = tmp_path / "gaps"
@@ -172,6 +175,7 @@ def test_cli_writes_markdown_json_png(tiny_models, tmp_path, capsys):
     assert 400 <= width <= 2000 and 150 <= height <= 1000 and width > 1.5 * height
 
 
+@pytest.mark.slow
 def test_write_is_atomic_and_json_has_no_nan(tiny_models, tmp_path):
     m = tiny_models
     gaps = feature_gaps_from_files(

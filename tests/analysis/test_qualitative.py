@@ -32,6 +32,7 @@ def _detections(height, width, scores):
     return inst
 
 
+@pytest.mark.slow
 def test_draw_grid_rows_images_columns_gt_and_models(shapes_val):
     records = shapes_val[:2]
     preds = {
@@ -45,6 +46,7 @@ def test_draw_grid_rows_images_columns_gt_and_models(shapes_val):
     assert fig.axes[4].get_ylabel() == "image 2"
 
 
+@pytest.mark.slow
 def test_cli_grid_png(tiny_models, tmp_path, capsys):
     m = tiny_models
     argv = ["--model", "teacher", m["teacher"], m["teacher_weights"]]

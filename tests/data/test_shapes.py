@@ -20,6 +20,7 @@ def _read(path):
         return f.read()
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_data(built, tmp_path):
     _, first = built
     again = build_shapes_dataset(str(tmp_path / "a"), seed=0)
@@ -81,6 +82,7 @@ def test_rebuild_is_a_noop_and_leaves_no_temporary_folders(built):
     assert sorted(os.listdir(root)) == ["shapes"]
 
 
+@pytest.mark.slow
 def test_rebuild_with_other_seed_replaces_own_build(tmp_path):
     folder = build_shapes_dataset(str(tmp_path), seed=0)
     build_shapes_dataset(str(tmp_path), seed=3)

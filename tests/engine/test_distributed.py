@@ -8,6 +8,8 @@ import torch
 
 from ..conftest import REPO_ROOT, run_script
 
+pytestmark = pytest.mark.slow  # starts processes on several ports / machines
+
 CONFIGS = os.path.join(REPO_ROOT, "configs", "shapes")
 
 

@@ -20,6 +20,8 @@ from ..conftest import REPO_ROOT, run_script
 from .conftest import train_net
 from .test_train_net import metrics
 
+pytestmark = pytest.mark.slow  # runs train_net.py
+
 SHAPES = os.path.join(REPO_ROOT, "configs", "shapes")
 TEACHER = os.path.join(SHAPES, "faster_rcnn_R34_FPN_tiny_teacher.py")
 SHAREDKD = os.path.join(SHAPES, "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.py")

@@ -14,6 +14,8 @@ import torch
 
 from ..conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # starts processes on several ports / machines
+
 SHAPES = os.path.join(REPO_ROOT, "configs", "shapes")
 YAML = [
     os.path.join(SHAPES, "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"),

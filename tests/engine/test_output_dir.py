@@ -27,6 +27,7 @@ def test_new_or_config_only_folders_are_fine(tmp_path):
     check_output_dir(str(tmp_path), resume=False, overwrite=False)
 
 
+@pytest.mark.slow
 def test_train_net_stops_before_touching_the_folder(tmp_path):
     (tmp_path / "model_final.pth").write_bytes(b"the user's weights")
     (tmp_path / "last_checkpoint").write_text("model_final.pth")

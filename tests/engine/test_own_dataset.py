@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import BASELINE, FAST, coco_instances, read_yaml, train_net
 
+pytestmark = pytest.mark.slow  # runs train_net.py
+
 COPYPASTE = re.compile(r"copypaste: AP,AP50,AP75,APs,APm,APl\n.*copypaste: ([0-9.,na]+)")
 
 

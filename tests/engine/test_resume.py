@@ -9,6 +9,8 @@ import torch
 
 from ..conftest import REPO_ROOT, run_script
 
+pytestmark = pytest.mark.slow  # runs train_net.py
+
 CONFIG = os.path.join(
     REPO_ROOT, "configs", "shapes", "sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"
 )

@@ -7,6 +7,8 @@ import pytest
 
 from ..conftest import REPO_ROOT, run_script
 
+pytestmark = pytest.mark.slow  # runs train_net.py
+
 CONFIG = os.path.join(REPO_ROOT, "configs", "shapes", "faster_rcnn_R18_FPN_tiny.yaml")
 FAST = ["SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "5"]
 

@@ -150,6 +150,7 @@ def test_build_from_config_one_per_guide():
         build_distill_losses(cfg, STUDENT_SHAPES, [TEACHER_SHAPES])
 
 
+@pytest.mark.slow
 def test_a_training_step_of_the_distiller(tmp_path):
     model = build_model(tiny_distill_cfg(tmp_path, device="cpu", losses=["CWDLoss"])).train()
     with EventStorage(0):

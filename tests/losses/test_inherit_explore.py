@@ -85,6 +85,7 @@ def _assert_state_equal(a: nn.Module, b: nn.Module):
         assert torch.equal(sa[k], sb[k]), k
 
 
+@pytest.mark.slow
 def test_load_teacher_encoders_equal_stage_a(stage_a):
     encoders = _load(stage_a)
     assert isinstance(encoders, nn.ModuleDict)

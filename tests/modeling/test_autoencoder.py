@@ -82,6 +82,7 @@ def test_weights_fingerprint_by_hand():
 # ----------------------------------------------------------------------------- TeacherAutoEncoder
 
 
+@pytest.mark.slow
 def test_autoencoder_structure(autoencoder, teacher_files):
     assert isinstance(autoencoder, TeacherAutoEncoder)
     assert autoencoder.in_features == LEVELS

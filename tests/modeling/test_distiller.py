@@ -53,6 +53,7 @@ def distiller(tmp_path):
     return build_model(distill_cfg(tmp_path))
 
 
+@pytest.mark.slow
 def test_teacher_is_a_frozen_guest(distiller):
     teacher = distiller.teacher
     assert isinstance(distiller, DistillationDetector)
@@ -64,6 +65,7 @@ def test_teacher_is_a_frozen_guest(distiller):
     assert distiller.training and distiller.student.training and not teacher.training
 
 
+@pytest.mark.slow
 def test_training_steps_leave_the_teacher_unchanged(distiller):
     before = copy.deepcopy(distiller.teacher.state_dict())
     student_before = copy.deepcopy(distiller.student.state_dict())
@@ -91,6 +93,7 @@ def test_training_steps_leave_the_teacher_unchanged(distiller):
     assert changed  # while the student did learn
 
 
+@pytest.mark.slow
 def test_eval_output_is_exactly_the_students(tmp_path, distiller):
     cfg = get_tiny_cfg("faster_rcnn", fpn_channels=32)
     plain = build_model(cfg)
@@ -107,6 +110,7 @@ def test_eval_output_is_exactly_the_students(tmp_path, distiller):
         assert torch.equal(a.scores, b.scores)
 
 
+@pytest.mark.slow
 def test_plain_student_checkpoint_initialises_the_student(tmp_path, distiller):
     torch.manual_seed(7)
     plain = build_model(get_tiny_cfg("faster_rcnn", fpn_channels=32))
@@ -117,6 +121,7 @@ def test_plain_student_checkpoint_initialises_the_student(tmp_path, distiller):
         assert torch.equal(distiller.student.state_dict()[k], v), k
 
 
+@pytest.mark.slow
 def test_a_distillation_checkpoint_serves_as_a_teacher(tmp_path, distiller):
     """A teaching assistant trained as a student is a valid guide (its student is loaded)."""
     cfg = distill_cfg(tmp_path)
@@ -134,6 +139,7 @@ def test_a_distillation_checkpoint_serves_as_a_teacher(tmp_path, distiller):
         assert torch.equal(model.teacher.state_dict()[k], v), k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, error, match",
     [
@@ -172,6 +178,7 @@ def test_bad_teacher_settings_fail_clearly(tmp_path, change, error, match):
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_weights_of_another_architecture_are_rejected(tmp_path):
     cfg = distill_cfg(tmp_path)
     _, other_weights, _ = _save_guide(tmp_path, "retinanet", "other")
@@ -185,6 +192,7 @@ def test_weights_of_another_architecture_are_rejected(tmp_path):
         build_model(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_each_family_trains_with_every_term(tmp_path, family):
     torch.manual_seed(0)
@@ -200,6 +208,7 @@ def test_each_family_trains_with_every_term(tmp_path, family):
     sum(losses.values()).backward()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "switches, present",
     [
@@ -218,6 +227,7 @@ def test_switches_select_the_logged_terms(tmp_path, switches, present):
     assert {k for k in losses if k.startswith("loss_sharedkd")} == present
 
 
+@pytest.mark.slow
 def test_alpha_scales_exactly_the_distillation_terms(tmp_path):
     values = {}
     for alpha in (2.0, 10.0):
@@ -246,6 +256,7 @@ torch.save({"boxes": out.pred_boxes.tensor, "scores": out.scores}, sys.argv[3])
 """
 
 
+@pytest.mark.slow
 def test_export_loads_in_vanilla_detectron2_with_the_same_predictions(tmp_path, distiller):
     cfg = distill_cfg(tmp_path)
     out_dir = tmp_path / "student"
@@ -285,6 +296,7 @@ def test_export_loads_in_vanilla_detectron2_with_the_same_predictions(tmp_path, 
     torch.testing.assert_close(ours.scores, theirs["scores"])
 
 
+@pytest.mark.slow
 def test_plain_checkpoint_with_other_shapes_skips_them(tmp_path, distiller):
     """As detectron2 does for a plain model: mismatched shapes (e.g. NUM_CLASSES) are skipped."""
     other = build_model(get_tiny_cfg("faster_rcnn", num_classes=5, fpn_channels=32))
@@ -297,6 +309,7 @@ def test_plain_checkpoint_with_other_shapes_skips_them(tmp_path, distiller):
     assert torch.equal(distiller.student.state_dict()[key], other.state_dict()[key])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, match",
     [
@@ -312,6 +325,7 @@ def test_bad_loss_and_level_lists_fail_clearly(tmp_path, change, match):
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_teacher_is_not_run_when_no_loss_reads_it(tmp_path):
     cfg = distill_cfg(tmp_path)
     cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = False  # only the student-internal cross term
@@ -323,6 +337,7 @@ def test_teacher_is_not_run_when_no_loss_reads_it(tmp_path):
     assert "loss_sharedkd_cross" in losses and not calls
 
 
+@pytest.mark.slow
 def test_prebuilt_guides_replace_the_configured_ones(tmp_path):
     cfg = distill_cfg(tmp_path)
     cfg.MODEL.DISTILL.TEACHER.WEIGHTS = ""  # would be an error if the teacher were built
@@ -367,6 +382,7 @@ def _two_guide_distiller(tmp_path):
     return build_model(cfg).train()
 
 
+@pytest.mark.slow
 def test_precomputed_guide_outputs_give_the_same_terms(tmp_path):
     model = _two_guide_distiller(tmp_path)
     runs = []
@@ -408,6 +424,7 @@ def test_precomputed_guide_outputs_give_the_same_terms(tmp_path):
     sum(served.values()).backward()  # the precomputed terms reach the student
 
 
+@pytest.mark.slow
 def test_guides_read_skips_a_guide_no_loss_reads(tmp_path):
     cfg = distill_cfg(tmp_path)
     cfg.MODEL.DISTILL.SHARED_KD.IDENTICAL = False  # only the student-internal cross term
@@ -420,6 +437,7 @@ def test_guides_read_skips_a_guide_no_loss_reads(tmp_path):
     assert list(terms) == ["loss_sharedkd_cross"]
 
 
+@pytest.mark.slow
 def test_set_log_period_reaches_every_loss(distiller):
     losses = [m for m in distiller.losses.modules() if isinstance(m, DistillLoss)]
     assert losses and all(m.log_period == 20 for m in losses)  # detectron2's default
@@ -427,6 +445,7 @@ def test_set_log_period_reaches_every_loss(distiller):
     assert all(m.log_period == 7 for m in losses)
 
 
+@pytest.mark.slow
 def test_logit_tap_snapshot_restores_what_the_student_recorded(tmp_path):
     model = _two_guide_distiller(tmp_path)
     batch = random_batch(2)

@@ -66,6 +66,7 @@ def test_logit_tap_column(tiny):
     assert logits.shape[1] == (4 if tap.activation == "softmax" else 3)
 
 
+@pytest.mark.slow
 def test_export_column(tiny):
     _, _, model = tiny
     image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)

@@ -163,6 +163,7 @@ def test_bad_in_features_are_rejected():
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_overfits_one_batch():
     model = _build(_fcos_cfg())
     batch = random_batch(2, seed=0)

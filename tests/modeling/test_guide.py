@@ -121,6 +121,7 @@ def test_crop_to_extent_by_hand():
     assert crop_to_extent(x, 8, (100, 100)) is x  # never larger than the map
 
 
+@pytest.mark.slow
 def test_a_lazy_teacher_is_built_frozen_and_loaded_strictly(tmp_path):
     config = load_detector_config(LAZY_TEACHER)
     assert (

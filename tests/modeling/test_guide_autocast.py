@@ -14,6 +14,7 @@ from ..gpu.common import tiny_distill_cfg
 LOSSES = ("SharedKDLoss", "SoftTargetKDLoss")  # features, and R-CNN logits through the tap
 
 
+@pytest.mark.slow
 def test_auto_is_off_on_cpu(tmp_path):
     assert get_tiny_cfg().MODEL.DISTILL.GUIDE_AUTOCAST == "auto"
     assert guide_dtype("auto", "cpu") is None and guide_dtype("off", "cuda") is None
@@ -41,6 +42,7 @@ def _bf16_model(tmp_path):
     return model
 
 
+@pytest.mark.slow
 def test_bf16_guides_give_fp32_features_close_to_fp32_ones(tmp_path):
     model = _bf16_model(tmp_path)
     batch = random_batch(2)
@@ -58,6 +60,7 @@ def test_bf16_guides_give_fp32_features_close_to_fp32_ones(tmp_path):
     torch.testing.assert_close(low.class_logits, ref.class_logits, rtol=0.05, atol=0.05)
 
 
+@pytest.mark.slow
 def test_losses_run_in_fp32_under_autocast(tmp_path):
     """An AMP step (bf16 autocast on CPU): the losses see fp32 inputs with autocast off."""
     model = _bf16_model(tmp_path)
@@ -83,6 +86,7 @@ def test_losses_run_in_fp32_under_autocast(tmp_path):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in tsm.parameters())
 
 
+@pytest.mark.slow
 def test_benchmark_times_fp32_guides_for_reference(tmp_path):
     cfg = tiny_distill_cfg(tmp_path, device="cpu")
     cfg.MODEL.DISTILL.GUIDE_AUTOCAST = "bf16"

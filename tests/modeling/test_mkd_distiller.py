@@ -41,6 +41,7 @@ def mkd_cfg(tmp_path, family="faster_rcnn", drop_prob=0.0, losses=ALL_LOSSES):
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_every_part_on_for_each_family(tmp_path, family):
     torch.manual_seed(0)
@@ -57,6 +58,7 @@ def test_every_part_on_for_each_family(tmp_path, family):
     assert all(p.grad is None for g in model.guides for p in g.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "dropped", ["SoftTargetKDLoss", "AttentionTransferLoss", "FSPLoss", "InheritExploreLoss"]
 )
@@ -73,6 +75,7 @@ def test_each_part_switches_off(tmp_path, dropped):
     assert not gone & set(losses) and (MKD_TERMS - gone) <= set(losses)
 
 
+@pytest.mark.slow
 def test_terms_are_averaged_over_guides(tmp_path):
     """With the TA a copy of the teacher, every per-guide term equals the teacher-only value."""
     cfg = mkd_cfg(tmp_path, losses=["SoftTargetKDLoss", "AttentionTransferLoss", "FSPLoss"])
@@ -103,6 +106,7 @@ def test_sample_kept_guides_never_drops_every_guide():
     assert sample_kept_guides(4, 0.0, g) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_stochastic_drop_trains_and_keeps_dropped_modules_in_the_graph(tmp_path):
     model = build_model(mkd_cfg(tmp_path, drop_prob=0.99))
     tsms = [m.tsm for m in model.losses["SharedKDLoss"]]
@@ -117,6 +121,7 @@ def test_stochastic_drop_trains_and_keeps_dropped_modules_in_the_graph(tmp_path)
         assert all(p.grad is not None for tsm in tsms for p in tsm.parameters())
 
 
+@pytest.mark.slow
 def test_logit_loss_needs_matching_classes(tmp_path):
     cfg = mkd_cfg(tmp_path, losses=["SoftTargetKDLoss"])
     other_cfg, other_weights, _ = _save_guide(tmp_path, "faster_rcnn", "other", num_classes=5)
@@ -127,6 +132,7 @@ def test_logit_loss_needs_matching_classes(tmp_path):
         build_model(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, match",
     [
@@ -144,6 +150,7 @@ def test_bad_mkd_settings_fail_clearly(tmp_path, change, match):
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_ta_trained_as_a_student_serves_as_a_guide(tmp_path):
     """A TA is first trained as a student of the teacher: its distillation checkpoint loads."""
     cfg = distill_cfg(tmp_path)
@@ -160,6 +167,7 @@ def test_ta_trained_as_a_student_serves_as_a_guide(tmp_path):
         assert torch.equal(model.guides[1].state_dict()[k], v), k
 
 
+@pytest.mark.slow
 def test_dense_logit_kd_needs_the_same_anchors(tmp_path):
     cfg = mkd_cfg(tmp_path, "retinanet", losses=["SoftTargetKDLoss"])
     teacher_cfg = get_tiny_cfg("retinanet", fpn_channels=64)
@@ -170,6 +178,7 @@ def test_dense_logit_kd_needs_the_same_anchors(tmp_path):
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_auto_encoder_refuses_to_resume_with_another_teacher(tmp_path):
     cfg = mkd_cfg(tmp_path)
     ae_cfg = cfg.clone()

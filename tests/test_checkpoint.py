@@ -43,6 +43,7 @@ def test_an_exception_during_save_keeps_the_previous_checkpoint(tmp_path, monkey
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
 
 
+@pytest.mark.slow
 def test_a_process_killed_during_save_leaves_a_resumable_folder(tmp_path):
     _checkpointer(tmp_path, 1.0).save("model_0000001", iteration=1)
     # A second process writes half of a checkpoint, then is killed (SIGKILL: no cleanup).

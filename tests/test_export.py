@@ -21,8 +21,8 @@ from shared_kd.engine import write_portable_config
 from shared_kd.export import SHAREDKD_CONFIG, export_student, write_configs
 from shared_kd.utils.testing import get_tiny_cfg
 
-from ..coco_subset import shapes_root
-from .conftest import read_yaml
+from .coco_subset import shapes_root
+from .engine.conftest import read_yaml
 
 # Vanilla detectron2 only: load each (config, weights), predict on one image, report.
 VANILLA = r"""
@@ -94,6 +94,7 @@ def vanilla(own_baseline, shapes_teacher, own_distilled, tmp_path_factory):
     return {name: report[config] for name, config in models.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["baseline", "teacher", "student"])
 def test_vanilla_detectron2_loads_and_predicts(vanilla, model):
     got = vanilla[model]
@@ -104,6 +105,7 @@ def test_vanilla_detectron2_loads_and_predicts(vanilla, model):
     assert all(0 <= c < got["num_classes"] == 3 for c in got["classes"])
 
 
+@pytest.mark.slow
 def test_plain_runs_write_portable_configs(own_baseline, shapes_teacher, own_distilled):
     for config in (
         os.path.join(own_baseline[0], "config.yaml"),
@@ -119,12 +121,14 @@ def test_plain_runs_write_portable_configs(own_baseline, shapes_teacher, own_dis
     assert teacher["SOLVER"]["MAX_ITER"] == 3
 
 
+@pytest.mark.slow
 def test_no_sharedkd_config_without_own_datasets(shapes_teacher, own_baseline):
     assert not os.path.exists(os.path.join(shapes_teacher, SHAREDKD_CONFIG))
     assert os.path.isfile(os.path.join(shapes_teacher, "model_final.pth"))
     assert os.path.isfile(os.path.join(own_baseline[0], SHAREDKD_CONFIG))  # with: written
 
 
+@pytest.mark.slow
 def test_distillation_run_keeps_detectron2s_config(own_distilled):
     cfg = read_yaml(os.path.join(own_distilled[0], "config.yaml"))
     assert cfg["MODEL"]["META_ARCHITECTURE"] == "DistillationDetector"

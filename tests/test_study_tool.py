@@ -14,6 +14,8 @@ from shared_kd import pipeline
 
 from .conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # runs the demo / study / GPU-check tools in processes
+
 TEACHER_CFG = "configs/shapes/faster_rcnn_R34_FPN_tiny_teacher.yaml"
 STUDENT_CFG = "configs/shapes/faster_rcnn_R18_FPN_tiny.yaml"
 SKD_CFG = "configs/shapes/sharedkd_faster_rcnn_R34_to_R18_FPN_tiny.yaml"
