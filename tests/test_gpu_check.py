@@ -1,11 +1,14 @@
 """tools/gpu_check.sh: the prepared set for the GPU machine, and the check's smoke run on CPU."""
 
+import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -18,12 +21,16 @@ SCRIPT = os.path.join(REPO_ROOT, "tools", "gpu_check.sh")
 
 @pytest.fixture(scope="module")
 def gpu_check():
+    """tools/gpu_check.py's modules: the entry point loads tools/gpu_check_parts/ by its path."""
     spec = importlib.util.spec_from_file_location(
         "gpu_check", os.path.join(REPO_ROOT, "tools", "gpu_check.py")
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    names = ("common", "device", "requirements", "prepare", "parts", "report")
+    return types.SimpleNamespace(
+        main=module, **{n: importlib.import_module(f"gpu_check_parts.{n}") for n in names}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +44,22 @@ def prepared(gpu_check):
         timeout=900,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return gpu_check.DEFAULT_DEST
+    return gpu_check.common.DEFAULT_DEST
 
 
 def test_prepared_set_is_complete_for_the_gpu_machine(gpu_check, prepared):
-    summary = gpu_check.check_prepared(prepared)  # raises, naming what is missing
+    summary = gpu_check.prepare.check_prepared(prepared)  # raises, naming what is missing
     # what the GPU machine lacks (KINDS.md lists none of these) travels; what it has does not
     assert {"fvcore", "iopath", "pycocotools", "omegaconf", "hydra-core", "yacs"} <= set(
         summary["wheels"]
     )
     assert "antlr4-python3-runtime" in summary["wheels"]  # omegaconf's, an sdist on the index
     assert not {"numpy", "torch", "matplotlib", "opencv-python-headless"} & set(summary["wheels"])
-    assert summary["total_mb"] + summary["working_tree_mb"] < gpu_check.TRAVEL_LIMIT_MB
-    with open(os.path.join(prepared, gpu_check.MANIFEST)) as f:
+    assert summary["total_mb"] + summary["working_tree_mb"] < gpu_check.device.TRAVEL_LIMIT_MB
+    with open(os.path.join(prepared, gpu_check.prepare.MANIFEST)) as f:
         manifest = json.load(f)
     assert sorted(e["file"] for e in manifest["files"]) == sorted(
-        f for f in os.listdir(prepared) if f != gpu_check.MANIFEST
+        f for f in os.listdir(prepared) if f != gpu_check.prepare.MANIFEST
     )
     assert subprocess.run(["git", "check-ignore", "-q", prepared], cwd=REPO_ROOT).returncode == 0
 
@@ -65,8 +72,70 @@ def test_an_incomplete_set_is_named(gpu_check, prepared, tmp_path):
     yacs = next(f for f in os.listdir(dest) if f.startswith("yacs-"))
     shutil.copy(dest / yacs, dest / yacs.replace("0.1.8", "0.1.7"))
     with pytest.raises(AssertionError) as e:
-        gpu_check.check_prepared(str(dest))
+        gpu_check.prepare.check_prepared(str(dest))
     assert "antlr4-python3-runtime" in str(e.value) and "two versions of yacs" in str(e.value)
+
+
+def test_what_prepare_carries_comes_from_the_requirement_files(gpu_check, tmp_path, monkeypatch):
+    prep, reqs = gpu_check.prepare, gpu_check.requirements
+    base = reqs.read_requirements(os.path.join(REPO_ROOT, "requirements", "base.txt"))
+    dev = reqs.read_requirements(os.path.join(REPO_ROOT, "requirements", "dev.txt"))
+    pytest_line = next(line for line in dev if re.match(r"pytest\b(?!-)", line))
+    carried, present = prep.plan()
+    assert sorted(carried + present) == sorted(base + [pytest_line])
+    assert "setuptools<81" in carried and "fvcore>=0.1.5,<0.1.6" in carried  # always / lacking
+    assert "numpy" in present and pytest_line in present  # preinstalled there
+    assert not any(line.startswith(("ruff", "onnx")) for line in carried + present)
+    digest = prep.inputs_digest()
+
+    # A requirement added to the files shows up; one the GPU machine has stays behind.
+    shutil.copytree(os.path.join(REPO_ROOT, "requirements"), tmp_path / "requirements")
+    with open(tmp_path / "requirements" / "base.txt", "a") as f:
+        f.write("sharedkd-made-up-project>=1.0  # new\npandas>=2\n")
+    monkeypatch.setattr(reqs, "REQUIREMENTS_DIR", str(tmp_path / "requirements"))
+    carried, present = prep.plan()
+    assert "sharedkd-made-up-project>=1.0" in carried and "pandas>=2" in present
+    assert prep.inputs_digest() != digest  # a prepared folder is redone
+
+    # The check needs pytest from dev.txt: a dev.txt without it is refused, not ignored.
+    (tmp_path / "requirements" / "dev.txt").write_text("ruff==0.17.5\n")
+    with pytest.raises(ValueError, match="pytest"):
+        reqs.check_requirements()
+    (tmp_path / "requirements" / "dev.txt").write_text("--index-url x\npytest\n")
+    with pytest.raises(ValueError, match="pip options"):
+        reqs.check_requirements()
+    (tmp_path / "requirements" / "dev.txt").write_text("pytest>=8\n")
+    (tmp_path / "requirements" / "base.txt").write_text("-r more.txt\nyacs\n")
+    (tmp_path / "requirements" / "more.txt").write_text("fvcore  # included\n")
+    assert reqs.check_requirements() == ["fvcore", "yacs", "pytest>=8"]
+
+
+def test_the_gpu_machines_packages_are_a_data_file(gpu_check, tmp_path, monkeypatch):
+    dev, prep = gpu_check.device, gpu_check.prepare
+    with open(dev.DEVICE_PACKAGES_FILE) as f:
+        assert "KINDS.md" in f.readline() + f.readline() + f.readline()
+    have = dev.device_packages()
+    assert {"torch", "torchvision", "numpy", "pytest", "opencv-python-headless"} <= have
+    assert not {"fvcore", "iopath", "yacs", "pycocotools", "detectron2"} & have
+    digest = prep.inputs_digest()
+
+    inventory = tmp_path / "device_packages.txt"
+    inventory.write_text("# a machine with yacs\n" + "\n".join(sorted(have)) + "\nYACS\n")
+    monkeypatch.setattr(dev, "DEVICE_PACKAGES_FILE", str(inventory))
+    carried, present = prep.plan()
+    assert "yacs>=0.1.8" in present and "yacs>=0.1.8" not in carried
+    assert prep.inputs_digest() != digest
+    inventory.write_text("numpy, torch\n")
+    with pytest.raises(ValueError, match="not one project name"):
+        dev.device_packages()
+
+
+def test_the_command_line_runs_from_any_directory(tmp_path):
+    script = os.path.join(REPO_ROOT, "tools", "gpu_check.py")
+    res = subprocess.run(
+        [sys.executable, script, "check", "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "--bench-memory" in res.stdout, res.stderr
 
 
 def test_smoke_run_on_cpu(tmp_path):
@@ -99,8 +168,8 @@ def test_smoke_run_on_cpu(tmp_path):
 
 def test_training_speed_is_read_from_detectron2s_log(gpu_check):
     line = "[11/30 00:20:05 d2.utils.events]: Overall training speed: 295 iterations in 0:00:15 "
-    assert gpu_check._speed(line + "(0.0508 s / it)") == (295, 0.0508)
-    assert gpu_check._speed("Total training time: 0:00:02") == (None, None)
+    assert gpu_check.parts._speed(line + "(0.0508 s / it)") == (295, 0.0508)
+    assert gpu_check.parts._speed("Total training time: 0:00:02") == (None, None)
 
 
 def _cuda_report():
@@ -151,7 +220,7 @@ def _cuda_report():
 
 
 def test_report_of_a_gpu_run(gpu_check):
-    md = gpu_check.format_markdown(_cuda_report())
+    md = gpu_check.report.format_markdown(_cuda_report())
     assert "Device: NVIDIA H200" in md and "**FAIL**" in md
     assert "| retinanet | 2 | bfloat16 | 100.0 | 20.0 | 50.0 | 60% | 125.0 |" in md
     assert "1.040 PASS" in md and "2.4% PASS" in md and "| 2.90 | 3.40 |" in md
@@ -218,7 +287,7 @@ def test_prepared_set_installs_offline_into_clean_python312(gpu_check, prepared,
         "b.install_detectron2_fallback()\n"
     )
     cache.mkdir()
-    shutil.copy(os.path.join(prepared, gpu_check.load_bootstrap().D2_SDIST_FILE), cache)
+    shutil.copy(os.path.join(prepared, gpu_check.common.load_bootstrap().D2_SDIST_FILE), cache)
     subprocess.run([py, "-c", code], check=True, env=offline)
     check = (
         "import fvcore.common.config, iopath, pycocotools.coco, omegaconf, hydra, yacs, termcolor\n"
