@@ -22,7 +22,7 @@ from detectron2.data import build_detection_test_loader
 from detectron2.modeling import build_model
 from detectron2.utils.analysis import FlopCountAnalysis, parameter_count
 
-from shared_kd.benchmark import compare_costs, costs_markdown, measure_detector
+from shared_kd.benchmark import measure_detector
 from shared_kd.config import load_config
 
 from .conftest import REPO_ROOT
@@ -46,17 +46,6 @@ def test_params_and_flops_are_analyze_models():
     assert report["params"] == parameter_count(model)[""]
     assert report["gflops"]["mean"] * 1e9 == np.mean(totals)
     assert report["gflops"]["images"] == 2 and report["latency_ms"]["runs"] == 2
-
-
-def test_ratios_and_table():
-    a = {"params": 10, "gflops": {"mean": 2.0, "std": 0.0, "images": 1}, "peak_memory_bytes": 4}
-    a["latency_ms"] = {"median": 8.0, "p25": 7.0, "p75": 9.0, "runs": 3}
-    b = {**a, "params": 5, "gflops": {"mean": 0.5, "std": 0.0, "images": 1}}
-    b["latency_ms"] = {"median": 2.0, "p25": 1.0, "p75": 3.0, "runs": 3}
-    rows = compare_costs({"teacher": a, "student": b}, "teacher")
-    assert rows[1]["ratios"] == {"params": 0.5, "gflops": 0.25, "latency": 0.25, "peak_memory": 1.0}
-    table = costs_markdown(rows)
-    assert "| student | 0.00 | 0.50 | 2.0 [1.0, 3.0] | 0 | 0.50x | 0.25x | 0.25x |" in table
 
 
 def test_the_tool_measures_each_model_in_a_process_of_its_own(tmp_path):

@@ -148,25 +148,6 @@ def _vanilla_reads(path):
     return cfg
 
 
-def test_plain_detector_config_strips_the_project_keys():
-    cfg = get_tiny_cfg("faster_rcnn")
-    cfg.DATASETS.COCO_INSTANCES = [["mine", "/a.json", "/imgs"]]
-    out = plain_detector_config(cfg)
-    assert "DISTILL" not in out.MODEL and "FCOS" not in out.MODEL
-    assert "COCO_INSTANCES" not in out.DATASETS
-    assert cfg.DATASETS.COCO_INSTANCES == [["mine", "/a.json", "/imgs"]]  # a copy was changed
-    assert "DISTILL" in cfg.MODEL
-
-    distill = get_tiny_cfg("retinanet")
-    distill.MODEL.META_ARCHITECTURE = "DistillationDetector"
-    distill.MODEL.DISTILL.STUDENT_META_ARCHITECTURE = "RetinaNet"
-    assert plain_detector_config(distill).MODEL.META_ARCHITECTURE == "RetinaNet"
-
-    fcos = plain_detector_config(get_tiny_cfg("fcos"))
-    assert fcos.MODEL.FCOS.NUM_CLASSES == 3  # building an FCOS needs its keys (and shared_kd)
-    assert "DISTILL" not in fcos.MODEL
-
-
 @pytest.mark.parametrize("datasets", [[], [["mine", "/d/a.json", "/d/imgs"]]])
 def test_write_configs(tmp_path, datasets):
     cfg = get_tiny_cfg("faster_rcnn")

@@ -1,4 +1,5 @@
-"""The loss contract: DistillLoss, the registry, registration by file, every loss's config node."""
+"""The loss contract: DistillLoss, registration by file, every loss's config node (the registry's
+functions, registering and building: test_build.py)."""
 
 import inspect
 import os
@@ -17,24 +18,11 @@ from shared_kd.losses import (
     DISTILL_LOSS_REGISTRY,
     DistillLoss,
     SharedKDLoss,
-    build_distill_losses,
 )
-
-SHAPES = {"p2": ShapeSpec(channels=2, stride=4)}
 
 
 def _registered():
     return sorted(DISTILL_LOSS_REGISTRY, key=lambda item: item[0])
-
-
-@pytest.fixture
-def registry(monkeypatch):
-    """Register test-only classes under a name; they are gone after the test."""
-
-    def register(name, cls):
-        monkeypatch.setitem(DISTILL_LOSS_REGISTRY._obj_map, name, cls)
-
-    return register
 
 
 class _Constant(DistillLoss):
@@ -117,50 +105,6 @@ def test_put_scalar_names_the_guide():
         loss.put_scalar("gap", 3.0)
     assert storage.latest()["distill/gap"][0] == 1.0
     assert storage.latest()["distill/assistant2/gap"][0] == 3.0
-
-
-def test_a_new_loss_registers_its_node_and_builds(registry):
-    registry("_Constant", _Constant)
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)
-    assert cfg.MODEL.DISTILL.CONSTANT.VALUE == 1.5
-    cfg.MODEL.DISTILL.CONSTANT.VALUE = 4.0
-    cfg.MODEL.DISTILL.LOSSES = ["_Constant"]
-    (teacher, ta) = build_distill_losses(cfg, SHAPES, [SHAPES, SHAPES])["_Constant"]
-    assert (teacher.value, teacher.guide_index, ta.guide_index) == (4.0, 0, 1)
-
-
-def test_a_subclass_may_share_its_parents_node(registry):
-    class _Variant(_Constant):
-        pass
-
-    registry("_Constant", _Constant)
-    registry("_Variant", _Variant)
-    cfg = get_cfg()
-    add_sharedkd_config(cfg)  # the inherited add_config runs once
-    assert cfg.MODEL.DISTILL.CONSTANT.VALUE == 1.5
-
-
-def test_a_node_clash_and_a_foreign_class_are_errors(registry):
-    class _Clash(DistillLoss):
-        @classmethod
-        def add_config(cls, cfg):
-            # Takes the teacher's node.
-            cfg.MODEL.DISTILL.TEACHER = CN()
-
-    registry("_Clash", _Clash)
-    with pytest.raises(ValueError, match="_Clash.add_config replaced MODEL.DISTILL.TEACHER"):
-        add_sharedkd_config(get_cfg())
-
-    cfg = get_cfg()
-    registry("_Clash", _Constant)
-    add_sharedkd_config(cfg)
-    cfg.MODEL.DISTILL.LOSSES = ["_Clash"]
-    registry("_Clash", torch.nn.Identity)
-    with pytest.raises(TypeError, match="does not subclass"):
-        add_sharedkd_config(get_cfg())
-    with pytest.raises(TypeError, match="does not subclass"):
-        build_distill_losses(cfg, SHAPES, [SHAPES])
 
 
 # --------------------------------------------------------------- one source of defaults

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
@@ -12,7 +11,7 @@ from torch.testing import assert_close
 
 import shared_kd.modeling  # noqa: F401  (registers TeacherAutoEncoder)
 from shared_kd.config import add_sharedkd_config
-from shared_kd.layers.encoders import LevelAutoEncoder, conv_encoder, weights_fingerprint
+from shared_kd.layers.encoders import weights_fingerprint
 from shared_kd.modeling.autoencoder import TeacherAutoEncoder
 from shared_kd.utils.testing import get_tiny_cfg, random_batch
 
@@ -50,33 +49,6 @@ def autoencoder(teacher_files):
     torch.manual_seed(0)
     config, weights, _ = teacher_files
     return build_model(_ae_cfg(config, weights))
-
-
-# ----------------------------------------------------------------------------- building blocks
-
-
-def test_conv_encoder_and_level_autoencoder_shapes():
-    x = torch.randn(2, 6, 5, 4)
-    enc = conv_encoder(6, 3)
-    assert enc(x).shape == (2, 3, 5, 4)
-    ae = LevelAutoEncoder(6, 3)
-    assert ae(x).shape == x.shape
-    assert ae.encoder[0].in_channels == 6 and ae.encoder[-1].out_channels == 3
-    assert ae.decoder[-1].out_channels == 6
-
-
-def test_weights_fingerprint_by_hand():
-    lin = nn.Linear(2, 2)
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, -4.5]]))
-        lin.bias.copy_(torch.tensor([0.25, 0.5]))
-    fp = weights_fingerprint(lin)
-    assert fp.dtype == torch.float64
-    assert fp.device.type == "cpu"
-    assert_close(fp, torch.tensor([1.5, 0.75], dtype=torch.float64))  # per parameter sums
-    with torch.no_grad():
-        lin.weight[0, 0] += 1.0
-    assert_close(weights_fingerprint(lin), torch.tensor([2.5, 0.75], dtype=torch.float64))
 
 
 # ----------------------------------------------------------------------------- TeacherAutoEncoder

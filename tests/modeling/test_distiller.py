@@ -443,18 +443,3 @@ def test_set_log_period_reaches_every_loss(distiller):
     assert losses and all(m.log_period == 20 for m in losses)  # detectron2's default
     distiller.set_log_period(7)
     assert all(m.log_period == 7 for m in losses)
-
-
-@pytest.mark.slow
-def test_logit_tap_snapshot_restores_what_the_student_recorded(tmp_path):
-    model = _two_guide_distiller(tmp_path)
-    batch = random_batch(2)
-    with EventStorage():
-        model.student(batch)
-    tap = model.logit_tap
-    snapshot = tap.snapshot()
-    assert set(snapshot) == {"_boxes", "_logits"} and snapshot["_boxes"] is not None
-    tap.clear()
-    assert all(v is None for v in tap.snapshot().values())
-    tap.restore(snapshot)
-    assert all(tap.snapshot()[k] is v for k, v in snapshot.items())

@@ -159,10 +159,10 @@ def build_distill_losses_from_options(
         student_shapes, guide_shapes, guides: as for :func:`build_distill_losses`.
         max_iter: the training run's length, for losses that follow the schedule.
     """
+    names = list(options)
+    _check_names(names, "the distiller's losses")  # before a list becomes a dict: duplicates
     if not isinstance(options, Mapping):
         options = {name: {} for name in options}
-    names = list(options)
-    _check_names(names, "the distiller's losses")
     guides = list(guides) or [None] * len(guide_shapes)
     return _build(
         names,
