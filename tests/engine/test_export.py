@@ -1,4 +1,6 @@
 """
+shared_kd.export (kept in tests/engine/: it shares the trained runs of its conftest.py).
+
 A plain model's config.yaml (a teacher's, a baseline's, an exported student's) has none of
 SharedKD's keys: vanilla detectron2, without ``import shared_kd``, reads it and predicts.
 ``config.sharedkd.yaml`` beside it adds DATASETS.COCO_INSTANCES when the run registered its own
@@ -21,8 +23,8 @@ from shared_kd.engine import write_portable_config
 from shared_kd.export import SHAREDKD_CONFIG, export_student, write_configs
 from shared_kd.utils.testing import get_tiny_cfg
 
-from .coco_subset import shapes_root
-from .engine.conftest import read_yaml
+from ..coco_subset import shapes_root
+from .conftest import read_yaml
 
 # Vanilla detectron2 only: load each (config, weights), predict on one image, report.
 VANILLA = r"""
