@@ -30,6 +30,7 @@ from ..checkpoint import SafeCheckpointer
 from ..config import resolve_config_file
 from ..detector_config import DetectorConfig
 from ..lazy import LazyConfigError, load_lazy_config, target_name, target_of
+from ..losses.feature_distance import DEFAULT_LOG_PERIOD
 from ..names import DISTILL_META_ARCH
 from ..utils.env import detectron2_has_compiled_ops
 from .hooks import ExportStudentHook, ReseedHook
@@ -152,7 +153,7 @@ def build_lazy_trainer(cfg: DictConfig, resume: bool = False):
     checkpointer = SafeCheckpointer(model, output_dir, trainer=trainer)
     period = cfg.train.checkpointer.get("period", 5000)
     distill = target_name(cfg.model) == DISTILL_META_ARCH
-    log_period = cfg.train.get("log_period", 20)
+    log_period = cfg.train.get("log_period", DEFAULT_LOG_PERIOD)
     if distill:
         model.set_log_period(log_period)
     trainer.register_hooks(
