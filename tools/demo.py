@@ -28,8 +28,9 @@ import os
 import sys
 import time
 
-from shared_kd.analysis import feature_gaps_from_files, qualitative_grid, write_feature_gaps
 from shared_kd.analysis.common import load_detector
+from shared_kd.analysis.feature_gaps import feature_gaps_from_files, write_feature_gaps
+from shared_kd.analysis.qualitative import qualitative_grid
 from shared_kd.analysis.study import plot_ap_curves, read_curve
 from shared_kd.benchmark import (
     compare_costs,
@@ -144,6 +145,9 @@ def main(argv=None):
     )
     parser.add_argument("--cost-images", type=int, default=5, help="test images for GFLOPs")
     parser.add_argument("--latency-runs", type=int, default=20, help="timed runs per model")
+    parser.add_argument(
+        "--gap-images", type=int, default=50, help="shapes_val images for the feature gaps"
+    )
     args = parser.parse_args(argv)
     os.chdir(ROOT)  # configs name their inputs relative to the repository root
     out = args.output_dir
@@ -215,7 +219,7 @@ def main(argv=None):
         else:
             print(f"{PREFIX} feature gaps ({label}): teacher x student on shapes_val", flush=True)
             result = feature_gaps_from_files(
-                t_cfg, t_weights, s_cfg, s_weights, dataset="shapes_val", num_images=50
+                t_cfg, t_weights, s_cfg, s_weights, dataset="shapes_val", num_images=args.gap_images
             )
             os.makedirs(folder, exist_ok=True)
             write_feature_gaps(result, folder)

@@ -35,9 +35,7 @@ LAZY = [
     "train.max_iter=2",
     "dataloader.train.total_batch_size=4",
     "dataloader.train.num_workers=0",
-    "dataloader.test.num_workers=0",
-    "dataloader.test.mapper.augmentations.0.short_edge_length=64",
-    "dataloader.test.mapper.augmentations.0.max_size=64",
+    "~dataloader.evaluator",  # no evaluation, as the yaml twin's DATASETS.TEST ()
 ]
 
 
