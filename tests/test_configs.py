@@ -98,3 +98,29 @@ def test_study_file_loads_and_names_shipped_configs(path):
         add_sharedkd_config(cfg)
         cfg.merge_from_file(config_file)
         cfg.merge_from_list(list(run.stage.opts))
+
+
+@pytest.mark.parametrize("family", ["faster_rcnn", "retinanet"])
+def test_the_recipe_is_the_arm_its_study_measured(family):
+    """configs/shapes/recipe_*.yaml is the "PKD, clipped" arm of configs/studies/mkd_<family>.yaml
+    (its config and overrides), up to the output folder: the README's figures are its own."""
+    spec = load_study_spec(os.path.join(STUDIES_DIR, f"mkd_{family}.yaml"))
+    (arm,) = [a for a in spec.arms if a["name"] == "PKD, clipped"]
+
+    def merged(config_file, opts):
+        cfg = get_cfg()
+        add_sharedkd_config(cfg)
+        cfg.merge_from_file(os.path.join(REPO_ROOT, config_file))
+        cfg.merge_from_list(opts)
+        cfg.OUTPUT_DIR = ""
+        return cfg
+
+    weights = ["MODEL.DISTILL.TEACHER.WEIGHTS", "teacher.pth"]
+    recipe = merged(f"configs/shapes/recipe_{family}_R34_to_R18_FPN_tiny.yaml", weights)
+    arm_opts = [o for o in arm["opts"] if "{teacher}" not in str(o)]
+    arm_opts = [o for o in arm_opts if o != "MODEL.DISTILL.TEACHER.WEIGHTS"] + weights
+    assert recipe == merged(arm["config"], arm_opts)
+    assert recipe.MODEL.DISTILL.LOSSES == ["PKDLoss"] and recipe.SOLVER.CLIP_GRADIENTS.ENABLED
+    coco = merged(f"configs/COCO/recipe_{family}_R101_to_R50_FPN_2x.yaml", [])
+    assert coco.MODEL.DISTILL.LOSSES == ["PKDLoss"]
+    assert coco.SOLVER.CLIP_GRADIENTS == recipe.SOLVER.CLIP_GRADIENTS

@@ -474,7 +474,7 @@ def test_build_mkd_losses_one_per_guide_from_config():
     kd = losses["SoftTargetKDLoss"][1]
     assert (kd.weight, kd.t_start, kd.t_end, kd.schedule, kd.max_iter) == (
         0.25,
-        5.0,
+        2.0,  # the default T_START
         1.0,
         "cosine",
         101,

@@ -54,7 +54,7 @@ def test_every_part_on_for_each_family(tmp_path, family):
         assert MKD_TERMS | {"loss_sharedkd_ident", "loss_sharedkd_cross"} <= set(losses)
         assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
         sum(losses.values()).backward()
-        assert temperature == pytest.approx(5.0 - 4.0 * it / 10)
+        assert temperature == pytest.approx(2.0 - 1.0 * it / 10)  # T_START 2 -> T_END 1
     assert all(p.grad is None for g in model.guides for p in g.parameters())
 
 

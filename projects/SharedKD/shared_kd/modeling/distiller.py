@@ -306,6 +306,8 @@ class DistillationDetector(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         # .to() / .cuda() / .cpu(): the guides, hidden from nn.Module, follow the student's
         # device (a LazyConfig builds the model on the CPU, then moves it to train.device).
+        # Only the device: `fn` itself is not applied to them, so .half() / .double() leave the
+        # guides in fp32, and their compute precision stays the autocast's (_set_guide_precision).
         super()._apply(fn, *args, **kwargs)
         device = self.student.device
         if any(g.device != device for g in self._guides):
