@@ -100,27 +100,45 @@ def test_study_file_loads_and_names_shipped_configs(path):
         cfg.merge_from_list(list(run.stage.opts))
 
 
+def _merged(config_file, opts):
+    cfg = get_cfg()
+    add_sharedkd_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO_ROOT, config_file))
+    cfg.merge_from_list(opts)
+    cfg.OUTPUT_DIR = ""
+    return cfg
+
+
+TEACHER = ["MODEL.DISTILL.TEACHER.WEIGHTS", "teacher.pth"]
+
+
+def _arm_cfg(study, name):
+    """The config an arm of a study file trains, with a stand-in teacher checkpoint."""
+    spec = load_study_spec(os.path.join(STUDIES_DIR, study))
+    (arm,) = [a for a in spec.arms if a["name"] == name]
+    opts = [o for o in arm.get("opts", []) if "{teacher}" not in str(o)]
+    return _merged(arm["config"], [o for o in opts if o != TEACHER[0]] + TEACHER)
+
+
 @pytest.mark.parametrize("family", ["faster_rcnn", "retinanet"])
 def test_the_recipe_is_the_arm_its_study_measured(family):
     """configs/shapes/recipe_*.yaml is the "PKD, clipped" arm of configs/studies/mkd_<family>.yaml
     (its config and overrides), up to the output folder: the README's figures are its own."""
-    spec = load_study_spec(os.path.join(STUDIES_DIR, f"mkd_{family}.yaml"))
-    (arm,) = [a for a in spec.arms if a["name"] == "PKD, clipped"]
-
-    def merged(config_file, opts):
-        cfg = get_cfg()
-        add_sharedkd_config(cfg)
-        cfg.merge_from_file(os.path.join(REPO_ROOT, config_file))
-        cfg.merge_from_list(opts)
-        cfg.OUTPUT_DIR = ""
-        return cfg
-
-    weights = ["MODEL.DISTILL.TEACHER.WEIGHTS", "teacher.pth"]
-    recipe = merged(f"configs/shapes/recipe_{family}_R34_to_R18_FPN_tiny.yaml", weights)
-    arm_opts = [o for o in arm["opts"] if "{teacher}" not in str(o)]
-    arm_opts = [o for o in arm_opts if o != "MODEL.DISTILL.TEACHER.WEIGHTS"] + weights
-    assert recipe == merged(arm["config"], arm_opts)
+    recipe = _merged(f"configs/shapes/recipe_{family}_R34_to_R18_FPN_tiny.yaml", TEACHER)
+    assert recipe == _arm_cfg(f"mkd_{family}.yaml", "PKD, clipped")
     assert recipe.MODEL.DISTILL.LOSSES == ["PKDLoss"] and recipe.SOLVER.CLIP_GRADIENTS.ENABLED
-    coco = merged(f"configs/COCO/recipe_{family}_R101_to_R50_FPN_2x.yaml", [])
+    coco = _merged(f"configs/COCO/recipe_{family}_R101_to_R50_FPN_2x.yaml", [])
     assert coco.MODEL.DISTILL.LOSSES == ["PKDLoss"]
     assert coco.SOLVER.CLIP_GRADIENTS == recipe.SOLVER.CLIP_GRADIENTS
+
+
+@pytest.mark.parametrize("family", ["faster_rcnn", "retinanet"])
+def test_the_recommended_mkd_config_is_the_arm_its_study_measured(family):
+    """mkd_*_recommended.yaml (the M-KD defaults, soft targets alone) is the study's
+    "soft targets, T 2 -> 1, weight 0.3" arm, up to the output folder."""
+    config = f"configs/shapes/mkd_{family}_R34_to_R18_FPN_tiny_recommended.yaml"
+    recommended = _merged(config, TEACHER)
+    assert recommended == _arm_cfg(f"mkd_{family}.yaml", "soft targets, T 2 -> 1, weight 0.3")
+    assert (
+        recommended.MODEL.DISTILL.KD.T_START == 2.0 and recommended.MODEL.DISTILL.KD.WEIGHT == 0.3
+    )
