@@ -97,7 +97,7 @@ def _metrics(path):
                     try:
                         rows.append(json.loads(line))
                     except ValueError:
-                        pass
+                        continue  # a line cut short when the part's time ran out and it was killed
     return rows
 
 
@@ -137,10 +137,6 @@ def _train_summary(run, out_dir):
     }
 
 
-# The test loader's resize of a .py config (ResizeShortestEdge), for the smoke run's 64 px.
-SIZE_KEYS = ("short_edge_length", "max_size")
-
-
 def part_train(check):
     cuda = check.device == "cuda"
     iters = check.args.train_iters
@@ -149,14 +145,8 @@ def part_train(check):
         common += ["DATALOADER.NUM_WORKERS", "4"]
     else:  # the smoke run: few and small steps, evaluated on 64 px images (half the time)
         common += ["DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2"]
-        common += [
-            "SOLVER.WARMUP_ITERS",
-            "2",
-            "INPUT.MIN_SIZE_TEST",
-            "64",
-            "INPUT.MAX_SIZE_TEST",
-            "64",
-        ]
+        common += ["SOLVER.WARMUP_ITERS", "2"]
+        common += ["INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64"]
     teacher_dir = os.path.join(check.work, "teacher")
     student_dir = os.path.join(check.work, "student")
     budget = check.allowance("train")
@@ -187,8 +177,9 @@ def part_train(check):
         lazy_common += ["dataloader.train.num_workers=4"]
     else:
         lazy_common += ["dataloader.train.num_workers=0", "dataloader.train.total_batch_size=2"]
+        resize = "dataloader.test.mapper.augmentations.0"  # the test loader's ResizeShortestEdge
         lazy_common += ["dataloader.test.num_workers=0"]
-        lazy_common += [f"dataloader.test.mapper.augmentations.0.{k}=64" for k in SIZE_KEYS]
+        lazy_common += [f"{resize}.short_edge_length=64", f"{resize}.max_size=64"]
     lazy = check.python(
         "(b) train_net.py Shared-KD student, LazyConfig (.py teacher and student)",
         ["train_net.py", "--config-file", TRAIN_LAZY_STUDENT, "--overwrite"]

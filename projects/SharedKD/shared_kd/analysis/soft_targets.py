@@ -15,6 +15,7 @@ from detectron2.modeling import GeneralizedRCNN
 from detectron2.utils.events import EventStorage
 
 from ..detector_config import DetectorConfig
+from ..modeling.logits import rcnn_box_logits
 
 __all__ = ["rcnn_soft_target_stats", "labelled_test_inputs"]
 
@@ -64,8 +65,7 @@ def rcnn_soft_target_stats(
             gt = [x["instances"].to(model.device) for x in batch]
             sampled = heads.label_and_sample_proposals(proposals, gt)
             boxes = [p.proposal_boxes for p in sampled]
-            x = heads.box_pooler([features[f] for f in heads.box_in_features], boxes)
-            logits.append(heads.box_predictor(heads.box_head(x))[0].float())  # R x (K + 1)
+            logits.append(rcnn_box_logits(heads, features, boxes).float())  # R x (K + 1)
             labels.append(torch.cat([p.gt_classes for p in sampled]))
     z, y = torch.cat(logits), torch.cat(labels)
     stats = {

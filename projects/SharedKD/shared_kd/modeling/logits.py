@@ -20,7 +20,23 @@ from detectron2.modeling.meta_arch.dense_detector import DenseDetector, permute_
 
 from .guide import padding_of
 
-__all__ = ["DenseLogitTap", "RCNNLogitTap"]
+__all__ = ["DenseLogitTap", "RCNNLogitTap", "rcnn_box_logits"]
+
+
+def rcnn_box_logits(heads: StandardROIHeads, features, boxes) -> torch.Tensor:
+    """
+    The box classifier's logits of an R-CNN's ROI heads on given boxes, through its own
+    ``box_pooler``, ``box_head`` and ``box_predictor`` (what ``_forward_box`` computes first).
+
+    Args:
+        features: dict of the detector's FPN levels (``N x C x H x W``).
+        boxes: list of N ``Boxes``, one per image.
+
+    Returns:
+        Tensor: ``R x (K + 1)``, R = the boxes of all images, in order.
+    """
+    x = heads.box_pooler([features[f] for f in heads.box_in_features], boxes)
+    return heads.box_predictor(heads.box_head(x))[0]
 
 
 class _LogitTap:
@@ -95,9 +111,7 @@ class RCNNLogitTap(_LogitTap):
 
     @torch.no_grad()
     def guide_logits(self, guide, features) -> torch.Tensor:
-        heads = guide.roi_heads
-        x = heads.box_pooler([features[f] for f in heads.box_in_features], self._boxes)
-        return heads.box_predictor(heads.box_head(x))[0]
+        return rcnn_box_logits(guide.roi_heads, features, self._boxes)
 
 
 class DenseLogitTap(_LogitTap):
