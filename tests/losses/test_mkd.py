@@ -28,9 +28,13 @@ def _seed():
     torch.manual_seed(0)
 
 
-def _out(features=None, logits=None, activation="softmax"):
+def _out(features=None, logits=None, activation="softmax", normalizer=None):
     return DetectorOutputs(
-        features or {}, class_logits=logits, logit_activation=activation, cache={}
+        features or {},
+        class_logits=logits,
+        logit_activation=activation,
+        logit_normalizer=normalizer,
+        cache={},
     )
 
 
@@ -191,15 +195,55 @@ def test_soft_target_kd_loss_temperature_and_value(start_iter, temperature):
     assert_close(out["loss_kd"], torch.tensor(expected, dtype=torch.float32))
 
 
-def test_soft_target_kd_loss_cosine_and_sigmoid():
-    loss = SoftTargetKDLoss(weight=2.0, t_start=5.0, t_end=1.0, schedule="cosine", max_iter=101)
+def test_soft_target_kd_loss_cosine_and_sigmoid_over_locations():
+    loss = SoftTargetKDLoss(
+        weight=2.0,
+        t_start=5.0,
+        t_end=1.0,
+        schedule="cosine",
+        dense_normalizer="locations",
+        max_iter=101,
+    )
     with EventStorage(25) as storage:
-        student = _out(logits=torch.tensor(S_ROWS), activation="sigmoid")
+        # "locations" ignores the student's foreground count: the mean over the 2 rows
+        student = _out(logits=torch.tensor(S_ROWS), activation="sigmoid", normalizer=7.0)
         out = loss(student, _out(logits=torch.tensor(T_ROWS), activation="sigmoid"))
         t = storage.latest()["distill/temperature"][0]
     assert t == pytest.approx(3.0 + math.sqrt(2.0))
     expected = 2.0 * _sigmoid_kd_by_hand(S_ROWS, T_ROWS, 3.0 + math.sqrt(2.0))
     assert_close(out["loss_kd"], torch.tensor(expected, dtype=torch.float32))
+
+
+def test_soft_target_kd_dense_foreground_normaliser_by_hand():
+    # the default: the sum over the 2 rows divided by the student's foreground count (0.5 here),
+    # i.e. the mean times 2 / 0.5
+    loss = SoftTargetKDLoss(weight=2.0, t_start=3.0, t_end=3.0, max_iter=10)
+    assert loss.dense_normalizer == "foreground"
+    with EventStorage(0):
+        student = _out(logits=torch.tensor(S_ROWS), activation="sigmoid", normalizer=0.5)
+        out = loss(student, _out(logits=torch.tensor(T_ROWS), activation="sigmoid"))
+    expected = 2.0 * _sigmoid_kd_by_hand(S_ROWS, T_ROWS, 3.0) * 2 / 0.5
+    assert_close(out["loss_kd"], torch.tensor(expected, dtype=torch.float32))
+    # the function alone: sum / normalizer
+    direct = soft_target_kd(torch.tensor(S_ROWS), torch.tensor(T_ROWS), 3.0, "sigmoid", 0.5)
+    assert_close(direct, torch.tensor(expected / 2.0, dtype=torch.float32))
+
+
+def test_soft_target_kd_rcnn_ignores_the_dense_normaliser():
+    # softmax rows (R-CNN proposals) are averaged whatever DENSE_NORMALIZER says
+    loss = SoftTargetKDLoss(weight=1.0, t_start=2.0, t_end=2.0, max_iter=10)
+    with EventStorage(0):
+        out = loss(_out(logits=torch.tensor(S_ROWS)), _out(logits=torch.tensor(T_ROWS)))
+    assert_close(out["loss_kd"], torch.tensor(_softmax_kd_by_hand(S_ROWS, T_ROWS, 2.0)))
+
+
+def test_soft_target_kd_dense_foreground_needs_the_students_count():
+    loss = SoftTargetKDLoss(max_iter=10)
+    student = _out(logits=torch.tensor(S_ROWS), activation="sigmoid")  # no loss_normalizer
+    with EventStorage(0), pytest.raises(RuntimeError, match="DENSE_NORMALIZER 'locations'"):
+        loss(student, _out(logits=torch.tensor(T_ROWS), activation="sigmoid"))
+    with pytest.raises(ValueError, match="DENSE_NORMALIZER must be"):
+        SoftTargetKDLoss(dense_normalizer="anchors")
 
 
 def test_soft_target_kd_loss_logs_temperature_once_per_step():

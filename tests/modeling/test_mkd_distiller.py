@@ -187,3 +187,26 @@ def test_auto_encoder_refuses_to_resume_with_another_teacher(tmp_path):
     state["teacher_fingerprint"] = state["teacher_fingerprint"] + 1.0
     with pytest.raises(ValueError, match="trained on another teacher"):
         build_model(ae_cfg).load_state_dict(state)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["retinanet", "fcos"])
+def test_dense_soft_targets_are_divided_by_the_students_foreground_count(tmp_path, family):
+    """KD.DENSE_NORMALIZER: "foreground" is the sum over the M locations over the student's
+    loss_normalizer, "locations" the mean over M; the same step gives both."""
+    found = {}
+    for normalizer in ("foreground", "locations"):
+        cfg = mkd_cfg(tmp_path, family, losses=["SoftTargetKDLoss"])
+        cfg.MODEL.DISTILL.KD.DENSE_NORMALIZER = normalizer
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        logits = []
+        model.student.head.register_forward_hook(lambda m, a, out, seen=logits: seen.append(out[0]))
+        with EventStorage(0):
+            loss = model(random_batch(2, seed=0))["loss_kd"]
+        # rows: every anchor/point of every level of both images (N x A*K x H x W per level)
+        rows = sum(x.numel() for x in logits[0]) // model.student.num_classes
+        found[normalizer] = (loss.item(), rows, model.student.loss_normalizer)
+    (fg, rows, count), (mean, _, _) = found["foreground"], found["locations"]
+    assert count > 0  # an EMA of the foreground locations (from detectron2's initial 100 / 300)
+    assert fg == pytest.approx(mean * rows / count, rel=1e-4)

@@ -6,7 +6,7 @@ lives in :mod:`shared_kd.losses.inherit_explore`.
 """
 
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,16 +44,22 @@ def temperature_at(iteration: int, max_iter: int, t_start: float, t_end: float, 
 
 
 def soft_target_kd(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, activation: str
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    activation: str,
+    normalizer: Optional[float] = None,
 ) -> torch.Tensor:
     """
-    ``T^2 * KL(p_T || p_S)`` averaged over rows.
+    ``T^2 * KL(p_T || p_S)`` summed over rows and divided by ``normalizer`` (by default M: the
+    mean over rows).
 
     Args:
         student_logits, teacher_logits: M x K logits of the same M boxes or locations.
         temperature: T > 0.
         activation: "softmax" (one distribution over K per row) or "sigmoid" (K independent
             binary distributions per row, their KLs summed).
+        normalizer: > 0, what the sum over rows is divided by; None: M.
 
     Returns:
         Tensor: a scalar; 0 (still attached to the student's graph) when M is 0.
@@ -77,7 +83,9 @@ def soft_target_kd(
         )
     else:
         raise ValueError(f"Unknown logit activation {activation!r}")
-    return temperature**2 * kl.sum(1).mean()
+    per_row = kl.sum(1)
+    total = per_row.mean() if normalizer is None else per_row.sum() / normalizer
+    return temperature**2 * total
 
 
 @DISTILL_LOSS_REGISTRY.register()
@@ -103,6 +111,13 @@ class SoftTargetKDLoss(DistillLoss):
         cfg.MODEL.DISTILL.KD.T_END = d["t_end"]
         # Annealing schedule from T_START to T_END: "linear" or "cosine".
         cfg.MODEL.DISTILL.KD.SCHEDULE = d["schedule"]
+        # Dense students (RetinaNet, FCOS): what the sum of L_kd over every anchor/point is
+        # divided by. "foreground": the student's own focal-loss normaliser (an EMA of the batch's
+        # foreground anchors), so L_kd is on the scale of its classification loss at any image
+        # size; "locations": every anchor/point (a mean, ~120x smaller on the tiny RetinaNet,
+        # where it left the student unchanged: configs/studies/mkd_retinanet.yaml). R-CNN students
+        # always average over their sampled proposals, as their box loss does.
+        cfg.MODEL.DISTILL.KD.DENSE_NORMALIZER = d["dense_normalizer"]
 
     @configurable
     def __init__(
@@ -112,6 +127,7 @@ class SoftTargetKDLoss(DistillLoss):
         t_start: float = 2.0,
         t_end: float = 1.0,
         schedule: str = "linear",
+        dense_normalizer: str = "foreground",
         max_iter: int = 1,
     ):
         """
@@ -119,6 +135,8 @@ class SoftTargetKDLoss(DistillLoss):
             weight: weight of the term, >= 0.
             t_start, t_end: temperature at the first and at the last iteration, > 0.
             schedule: "linear" or "cosine".
+            dense_normalizer: "foreground" (a dense student's sum over locations divided by its
+                own ``loss_normalizer``) or "locations" (the mean over locations).
             max_iter: length of the run (``SOLVER.MAX_ITER``).
         """
         super().__init__()
@@ -126,8 +144,13 @@ class SoftTargetKDLoss(DistillLoss):
         if t_start <= 0 or t_end <= 0:
             raise ValueError(f"MODEL.DISTILL.KD.T_START/T_END must be > 0, got {t_start}, {t_end}")
         temperature_at(0, max_iter, t_start, t_end, schedule)  # validates the schedule name
+        if dense_normalizer not in ("foreground", "locations"):
+            raise ValueError(
+                "MODEL.DISTILL.KD.DENSE_NORMALIZER must be 'foreground' or 'locations', got "
+                f"{dense_normalizer!r}"
+            )
         self.weight, self.t_start, self.t_end = weight, t_start, t_end
-        self.schedule, self.max_iter = schedule, max_iter
+        self.schedule, self.dense_normalizer, self.max_iter = schedule, dense_normalizer, max_iter
 
     @classmethod
     def from_shapes(cls, student_shapes, guide_shapes, guide=None, max_iter=0, **options):
@@ -145,8 +168,27 @@ class SoftTargetKDLoss(DistillLoss):
             return t
 
         t = student.cached("kd_temperature", log_temperature)  # logged once per step
-        kd = soft_target_kd(student.class_logits, guide.class_logits, t, student.logit_activation)
+        kd = soft_target_kd(
+            student.class_logits,
+            guide.class_logits,
+            t,
+            student.logit_activation,
+            self._normalizer(student),
+        )
         return {"loss_kd": self.weight * kd}
+
+    def _normalizer(self, student: DetectorOutputs) -> Optional[float]:
+        """None (the mean over rows) or a dense student's foreground count."""
+        if student.logit_activation != "sigmoid" or self.dense_normalizer == "locations":
+            return None
+        if student.logit_normalizer is None:
+            raise RuntimeError(
+                "MODEL.DISTILL.KD.DENSE_NORMALIZER 'foreground' divides dense soft targets by the "
+                "student's own focal-loss normaliser, but this student keeps none "
+                "(detectron2's RetinaNet and FCOS set loss_normalizer in their training forward): "
+                "set MODEL.DISTILL.KD.DENSE_NORMALIZER 'locations' (a mean over every location)."
+            )
+        return student.logit_normalizer
 
 
 def attention_map(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:

@@ -505,6 +505,7 @@ class DistillationDetector(nn.Module):
         if self.logit_tap is not None:
             out.class_logits = self.logit_tap.pop_student_logits()
             out.logit_activation = self.logit_tap.activation
+            out.logit_normalizer = self.logit_tap.student_normalizer(self.student)
         return out
 
     def forward(self, batched_inputs):

@@ -11,7 +11,7 @@ runs its own head modules (public pieces, under ``torch.no_grad()``) on the same
   strides and anchors (sigmoid over K classes).
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -109,6 +109,11 @@ class RCNNLogitTap(_LogitTap):
         logits, self._logits = self._logits, None
         return logits
 
+    @staticmethod
+    def student_normalizer(student: GeneralizedRCNN) -> None:
+        """None: the box classifier's loss is a mean over the sampled proposals (the rows)."""
+        return None
+
     @torch.no_grad()
     def guide_logits(self, guide, features) -> torch.Tensor:
         return rcnn_box_logits(guide.roi_heads, features, self._boxes)
@@ -169,6 +174,16 @@ class DenseLogitTap(_LogitTap):
     def pop_student_logits(self) -> torch.Tensor:
         logits, self._logits = self._logits, None
         return self._flatten(logits)
+
+    @staticmethod
+    def student_normalizer(student: DenseDetector) -> Optional[float]:
+        """
+        What the student's own focal loss divided its sum by in the forward just run: detectron2's
+        RetinaNet and FCOS keep an EMA of the batch's foreground anchors/points in
+        ``loss_normalizer`` (``DenseDetector._ema_update``); None for a detector that keeps none.
+        """
+        normalizer = getattr(student, "loss_normalizer", None)
+        return None if normalizer is None else float(normalizer)
 
     @torch.no_grad()
     def guide_logits(self, guide, features) -> torch.Tensor:
