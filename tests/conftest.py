@@ -1,8 +1,13 @@
 import contextlib
+import io
+import logging
 import multiprocessing
 import os
+import runpy
 import subprocess
 import sys
+import traceback
+import warnings
 
 import pytest
 import torch
@@ -55,17 +60,104 @@ def repo_root():
     return REPO_ROOT
 
 
-def run_script(script, *args, timeout=900):
-    """Run a repository script (e.g. train_net.py) from the repository root; return its output."""
-    res = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, script), *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout + res.stderr
+def run_script(script, *args, timeout=900, fresh_process=False):
+    """
+    Run a repository script (e.g. train_net.py) from the repository root, as ``python script
+    args``; return what it printed and logged. It runs in this process (``runpy``, as
+    ``__main__``): a train_net.py run then costs no second import of torch and detectron2, about
+    half of a tiny run's time. ``fresh_process=True`` starts an interpreter of its own instead
+    (a script that starts processes of its own or must not share this one's state); ``timeout``
+    applies to those only.
+    """
+    if fresh_process:
+        res = subprocess.run(
+            [sys.executable, os.path.join(REPO_ROOT, script), *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return res.stdout + res.stderr
+    code, output = run_in_this_process(os.path.join(REPO_ROOT, script), *args)
+    assert code == 0, f"{script} exited with {code}:\n{output[-6000:]}"
+    return output
+
+
+def run_in_this_process(path, *args):
+    """
+    ``python path args`` in this process, from the repository root: the script runs as
+    ``__main__`` with its output (prints, warnings, the loggers it sets up) captured.
+
+    Returns:
+        (exit code, output): 0 when the script returned; a SystemExit's code; 1 with the
+        traceback in the output when it raised.
+    """
+    buffer = io.StringIO()
+    before = {name: list(log.handlers) for name, log in _loggers().items()}
+    cwd, argv = os.getcwd(), sys.argv
+    code = 0
+    try:
+        os.chdir(REPO_ROOT)
+        sys.argv = [path, *args]
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(contextlib.redirect_stdout(buffer))
+            stack.enter_context(contextlib.redirect_stderr(buffer))
+            # the script's warnings go to its output, as a process prints them to stderr
+            caught = stack.enter_context(warnings.catch_warnings(record=True))
+            warnings.simplefilter("default")
+            stack.callback(
+                lambda: buffer.writelines(
+                    warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                    for w in caught
+                )
+            )
+            try:
+                runpy.run_path(path, run_name="__main__")
+            except SystemExit as e:
+                if e.code is None or isinstance(e.code, int):
+                    code = e.code or 0
+                else:  # sys.exit("message"): printed to stderr, exit status 1
+                    print(e.code, file=sys.stderr)
+                    code = 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+        _drop_new_handlers(before)
+    return code, buffer.getvalue()
+
+
+def _loggers():
+    named = {
+        n: v for n, v in logging.Logger.manager.loggerDict.items() if isinstance(v, logging.Logger)
+    }
+    return {"": logging.getLogger(), **named}
+
+
+def _drop_new_handlers(before):
+    """
+    Undo what a script's logger setup left in this process: the handlers it added (detectron2's
+    ``setup_logger`` binds them to the captured stdout and to OUTPUT_DIR/log.txt), and the
+    caches that would hand a later run the same logger or a closed log file.
+    """
+    from detectron2.utils import logger as d2_logger
+
+    files = []
+    for name, log in _loggers().items():
+        for handler in log.handlers[:]:
+            if handler not in before.get(name, []):
+                handler.flush()
+                log.removeHandler(handler)
+                stream = getattr(handler, "stream", None)
+                if isinstance(stream, io.IOBase) and not isinstance(stream, io.StringIO):
+                    files.append(stream)  # a log.txt (the captured stdout is a StringIO)
+    for stream in files:
+        stream.close()  # flushed and closed, as at the end of a process
+    d2_logger.setup_logger.cache_clear()
+    d2_logger._cached_log_stream.cache_clear()
 
 
 @pytest.fixture(scope="session")

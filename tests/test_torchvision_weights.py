@@ -1,7 +1,6 @@
 """torchvision ImageNet weights into detectron2 backbones: the same features on the same image."""
 
-import subprocess
-import sys
+import os
 
 import pytest
 import torch
@@ -21,7 +20,7 @@ from shared_kd.torchvision_weights import (
 )
 from shared_kd.utils.testing import get_tiny_cfg
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, run_in_this_process
 
 
 def _random_bn_statistics(model):
@@ -106,27 +105,18 @@ def test_the_tool_writes_a_checkpoint_a_student_loads(tmp_path):
     net = _random_bn_statistics(torchvision.models.resnet18())
     src, out = tmp_path / "resnet18.pth", tmp_path / "R-18.pth"
     torch.save(net.state_dict(), src)
-    res = subprocess.run(
-        [sys.executable, "tools/convert_torchvision.py", str(src), str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert "MODEL.PIXEL_STD: [57.375, 57.12, 58.395]" in res.stdout
+    tool = os.path.join(REPO_ROOT, "tools", "convert_torchvision.py")
+    code, output = run_in_this_process(tool, str(src), str(out))
+    assert code == 0, output[-2000:]
+    assert "MODEL.PIXEL_STD: [57.375, 57.12, 58.395]" in output
     cfg = load_config(f"{REPO_ROOT}/configs/shapes/faster_rcnn_R18_FPN_tiny.yaml")
     cfg.MODEL.RESNETS.NORM = "FrozenBN"
     model = build_model(cfg)
     DetectionCheckpointer(model).load(str(out))  # detectron2's key matching
     stem = model.backbone.bottom_up.stem.conv1.weight
     torch.testing.assert_close(stem, net.conv1.weight.flip(1))
-    again = subprocess.run(
-        [sys.executable, "tools/convert_torchvision.py", str(src), str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert again.returncode != 0 and "exists" in again.stderr  # nothing is replaced
+    code, output = run_in_this_process(tool, str(src), str(out))
+    assert code != 0 and "exists" in output  # nothing is replaced
 
 
 def test_not_a_torchvision_classifier():

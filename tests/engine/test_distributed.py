@@ -42,6 +42,7 @@ def two_process_run(tmp_path_factory, random_teacher):
         "0",
         "OUTPUT_DIR",
         str(out),
+        fresh_process=True,  # it starts the two ranks
     )
     return out, report, log
 
