@@ -33,7 +33,12 @@ FAST = [
 
 
 def train_net(*args, cwd=REPO_ROOT, expect_ok=True, timeout=600):
-    """Run train_net.py (by its absolute path) from ``cwd``; return the CompletedProcess."""
+    """
+    Run train_net.py (by its absolute path) from ``cwd``; return a CompletedProcess. A run from
+    the repository root that must succeed runs in this process (``run_script``); a run expected
+    to fail, or from another folder, in a fresh interpreter, as a user's command would (its
+    datasets registered anew, its exit status and stderr its own).
+    """
     if cwd == REPO_ROOT and expect_ok:
         out = run_script("train_net.py", *args, timeout=timeout)
         return subprocess.CompletedProcess(args, 0, out, "")
