@@ -59,3 +59,20 @@ def write_coco_subset(
     with open(json_file, "w") as f:
         json.dump({"images": out_images, "annotations": annotations, "categories": categories}, f)
     return os.path.abspath(json_file), os.path.abspath(image_root)
+
+
+def small_test_set_opts(out_dir, name, num_images=8):
+    """
+    yacs overrides that evaluate on ``num_images`` shapes_val images registered as ``name``
+    (``DATASETS.COCO_INSTANCES``, the json written to ``out_dir``), not on all 100 of
+    shapes_val: for tests of tools that evaluate many runs and check the plumbing, not the APs.
+    """
+    json_file, images = write_coco_subset(
+        str(out_dir), name, split="val", num_images=num_images, copy_images=False
+    )
+    return [
+        "DATASETS.COCO_INSTANCES",
+        str([[name, json_file, images]]),
+        "DATASETS.TEST",
+        f"('{name}',)",
+    ]

@@ -7,7 +7,7 @@ import sys
 import pytest
 from PIL import Image
 
-from .coco_subset import write_coco_subset
+from .coco_subset import small_test_set_opts
 from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # runs the demo / study / GPU-check tools in processes
@@ -17,18 +17,6 @@ SMOKE += ["DATALOADER.NUM_WORKERS", "0", "SOLVER.STEPS", "(3,)"]
 # Evaluating on 64 px images (trained on 128 px) halves the three evaluations' time; the test
 # checks the table and pictures, not the APs.
 SMOKE += ["INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64"]
-
-
-def _small_test_set(root):
-    """Overrides that evaluate each stage on 8 shapes_val images, not 100 (the table's APs
-    are not what the test checks)."""
-    json_file, images = write_coco_subset(str(root), "val8", split="val", num_images=8)
-    return [
-        "DATASETS.COCO_INSTANCES",
-        str([["demo_val8", json_file, images]]),
-        "DATASETS.TEST",
-        "('demo_val8',)",
-    ]
 
 
 def _demo(out, test_set):
@@ -48,7 +36,8 @@ def _demo(out, test_set):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    test_set = _small_test_set(tmp_path_factory.mktemp("demo_data"))
+    # each stage evaluates on 8 images: the test checks the table, not its APs
+    test_set = small_test_set_opts(tmp_path_factory.mktemp("demo_data"), "demo_val8")
     return out, _demo(out, test_set), _demo(out, test_set)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from shared_kd import pipeline
 
-from .coco_subset import write_coco_subset
+from .coco_subset import small_test_set_opts
 from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # runs the demo / study / GPU-check tools in processes
@@ -61,19 +61,6 @@ def _study(*args, check=True):
     return res
 
 
-def _small_test_set(root):
-    """Overrides that evaluate on 8 shapes_val images, not 100: the arms' 8 evaluations took
-    about a third of the study's time, and the test checks the plumbing, not the APs. (The
-    guide's own DATASETS.TEST () comes before these overrides, so it evaluates too, on 8.)"""
-    json_file, images = write_coco_subset(str(root), "val8", split="val", num_images=8)
-    return [
-        "DATASETS.COCO_INSTANCES",
-        str([["smoke_val8", json_file, images]]),
-        "DATASETS.TEST",
-        "('smoke_val8',)",
-    ]
-
-
 def _done_times(folder):
     """Each finished run's recorded time (stage_seconds.json), by folder."""
     found = {}
@@ -91,7 +78,10 @@ def study(tmp_path_factory):
     spec.write_text(STUDY)
     out = root / "out"
     args = [str(spec), "--jobs", "2", "--threads", "1", "--output-dir", str(out), "--opts"]
-    args += SMOKE + _small_test_set(root)
+    # Evaluations on 8 images, not 100: the arms' 8 took about a third of the study's time, and
+    # the test checks the plumbing, not the APs. (The guide's own DATASETS.TEST () comes before
+    # these overrides, so it evaluates too, on 8.)
+    args += SMOKE + small_test_set_opts(root, "smoke_val8")
     first = _study(*args).stdout
     times = _done_times(str(out / "smoke"))
     second = _study(*args).stdout
