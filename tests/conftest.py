@@ -3,14 +3,17 @@ import io
 import logging
 import multiprocessing
 import os
+import random
 import runpy
 import subprocess
 import sys
 import traceback
 import warnings
 
+import numpy as np
 import pytest
 import torch
+from detectron2.utils import logger as d2_logger
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,19 +90,25 @@ def run_script(script, *args, timeout=900, fresh_process=False):
 def run_in_this_process(path, *args):
     """
     ``python path args`` in this process, from the repository root: the script runs as
-    ``__main__`` with its output (prints, warnings, the loggers it sets up) captured.
+    ``__main__`` (its folder first on ``sys.path``) with its output (prints, warnings, the
+    loggers it sets up) captured. What a run changes in the process is put back after it: the
+    loggers' handlers and settings, the random generators (detectron2's ``default_setup`` seeds
+    them), ``os.environ`` (it sets PYTHONHASHSEED), the working folder, ``sys.argv`` and
+    ``sys.path``.
 
     Returns:
         (exit code, output): 0 when the script returned; a SystemExit's code; 1 with the
         traceback in the output when it raised.
     """
     buffer = io.StringIO()
-    before = {name: list(log.handlers) for name, log in _loggers().items()}
-    cwd, argv = os.getcwd(), sys.argv
+    loggers = _logger_state()
+    saved = (os.getcwd(), sys.argv, list(sys.path), dict(os.environ), _random_state())
+    d2_logger.setup_logger.cache_clear()  # a first call for a folder adds its handlers
     code = 0
     try:
         os.chdir(REPO_ROOT)
         sys.argv = [path, *args]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
         with contextlib.ExitStack() as stack:
             stack.enter_context(contextlib.redirect_stdout(buffer))
             stack.enter_context(contextlib.redirect_stderr(buffer))
@@ -124,10 +133,24 @@ def run_in_this_process(path, *args):
                 traceback.print_exc()
                 code = 1
     finally:
+        cwd, sys.argv, sys.path[:], environ, generators = saved
         os.chdir(cwd)
-        sys.argv = argv
-        _drop_new_handlers(before)
+        os.environ.clear()
+        os.environ.update(environ)
+        _set_random_state(generators)
+        _restore_loggers(loggers)
     return code, buffer.getvalue()
+
+
+def _random_state():
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _set_random_state(state):
+    torch_state, numpy_state, python_state = state
+    torch.set_rng_state(torch_state)
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
 
 
 def _loggers():
@@ -137,23 +160,35 @@ def _loggers():
     return {"": logging.getLogger(), **named}
 
 
-def _drop_new_handlers(before):
-    """
-    Undo what a script's logger setup left in this process: the handlers it added (detectron2's
-    ``setup_logger`` binds them to the captured stdout and to OUTPUT_DIR/log.txt), and the
-    caches that would hand a later run the same logger or a closed log file.
-    """
-    from detectron2.utils import logger as d2_logger
+def _logger_state():
+    """Each logger's handlers and settings, by name."""
+    return {
+        name: (list(log.handlers), log.level, log.propagate, log.disabled)
+        for name, log in _loggers().items()
+    }
 
+
+def _restore_loggers(before):
+    """
+    Undo what a script's logger setup left in this process: the stream handlers it added
+    (detectron2's ``setup_logger`` binds them to the captured stdout and to OUTPUT_DIR/log.txt;
+    a library's NullHandler stays), the levels and propagation of the loggers that existed
+    before the run (a logger the run created keeps its own), and the caches that would hand a
+    later run the same logger or a closed log file.
+    """
     files = []
     for name, log in _loggers().items():
+        handlers, level, propagate, disabled = before.get(name, ([], None, None, None))
         for handler in log.handlers[:]:
-            if handler not in before.get(name, []):
+            if handler not in handlers and isinstance(handler, logging.StreamHandler):
                 handler.flush()
                 log.removeHandler(handler)
-                stream = getattr(handler, "stream", None)
+                stream = handler.stream
                 if isinstance(stream, io.IOBase) and not isinstance(stream, io.StringIO):
                     files.append(stream)  # a log.txt (the captured stdout is a StringIO)
+        if level is not None:
+            log.setLevel(level)
+            log.propagate, log.disabled = propagate, disabled
     for stream in files:
         stream.close()  # flushed and closed, as at the end of a process
     d2_logger.setup_logger.cache_clear()

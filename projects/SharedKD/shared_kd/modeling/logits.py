@@ -58,9 +58,20 @@ class _LogitTap:
         for name in self._RECORDED:
             setattr(self, name, None)
 
+    @staticmethod
+    def student_normalizer(student) -> Optional[float]:
+        """
+        What the student's own classification loss divided its sum by in the forward just run
+        (``DetectorOutputs.logit_normalizer``); None: a mean over the logits' rows.
+        """
+        return None
+
 
 class RCNNLogitTap(_LogitTap):
-    """Logits of the box classifier on the student's sampled proposals."""
+    """
+    Logits of the box classifier on the student's sampled proposals (its loss is a mean over
+    them, so :meth:`student_normalizer` stays None).
+    """
 
     activation = "softmax"
     _RECORDED = ("_boxes", "_logits")
@@ -108,11 +119,6 @@ class RCNNLogitTap(_LogitTap):
     def pop_student_logits(self) -> torch.Tensor:
         logits, self._logits = self._logits, None
         return logits
-
-    @staticmethod
-    def student_normalizer(student: GeneralizedRCNN) -> None:
-        """None: the box classifier's loss is a mean over the sampled proposals (the rows)."""
-        return None
 
     @torch.no_grad()
     def guide_logits(self, guide, features) -> torch.Tensor:
